@@ -1,0 +1,164 @@
+"""The ``aerocolor`` command line: each sub-command is a thin call into the library."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from . import __version__
+from .errors import AerocolorError
+
+app = typer.Typer(
+    name="aerocolor",
+    help="Colorize historical grayscale aerial photographs with GANs.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+CKPT_SUFFIXES = (".pt", ".pth", ".ckpt")
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"aerocolor {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
+                                          help="Print the version and exit.")] = False,
+) -> None:
+    """Colorize historical grayscale aerial photographs with GANs."""
+
+
+@app.command()
+def train(
+    config: Annotated[Optional[Path], typer.Option("--config", "-c", help="YAML config (see configs/).")] = None,
+    data: Annotated[Optional[list[str]], typer.Option("--data", help="Folder of colour training images (repeatable).")] = None,
+    data_a: Annotated[Optional[list[str]], typer.Option("--data-a", help="Folder of gray old photos, domain A (unpaired methods).")] = None,
+    val: Annotated[Optional[list[str]], typer.Option("--val", help="Folder of colour validation images (repeatable).")] = None,
+    out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Run folder for checkpoints and logs.")] = None,
+    steps: Annotated[Optional[int], typer.Option("--steps", help="Total training steps (overrides the epoch budget).")] = None,
+    device: Annotated[Optional[str], typer.Option("--device", help="auto, cpu, cuda, cuda:1 ...")] = None,
+    seed: Annotated[Optional[int], typer.Option("--seed")] = None,
+    overrides: Annotated[Optional[list[str]], typer.Option("--set", help="Override a config value: section.key=value (repeatable).")] = None,
+    resume: Annotated[bool, typer.Option(help="Continue from the run folder's last.pt if present.")] = True,
+    until_step: Annotated[Optional[int], typer.Option("--until-step", help="Stop at this step (the schedule still spans the full budget).")] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+) -> None:
+    """Train a colorization model. Launch with torchrun for multi-process training."""
+    from .config import load_config
+    from .train import train as run_training
+
+    sets = list(overrides or [])
+    for key, value in (("data.train", data), ("data.train_a", data_a), ("data.val", val)):
+        if value:
+            sets.append(f"{key}=[{', '.join(repr(str(v)) for v in value)}]")
+    for key, value in (("train.out_dir", out), ("optim.max_steps", steps), ("train.device", device), ("train.seed", seed)):
+        if value is not None:
+            sets.append(f"{key}={value}")
+    cfg = load_config(config, sets)
+    run = run_training(cfg, resume=resume, until_step=until_step, progress=not quiet)
+    typer.echo(f"checkpoints in {run}: last.pt, best.pt")
+
+
+@app.command()
+def colorize(
+    inputs: Annotated[list[str], typer.Argument(help="[CHECKPOINT] then images, folders or glob patterns.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Output folder.")] = Path("colorized"),
+    model: Annotated[Optional[Path], typer.Option("--model", "-m", help="Checkpoint (default: the bundled model).")] = None,
+    compare: Annotated[bool, typer.Option(help="Also write gray | colour (| original) side by side.")] = False,
+    tile: Annotated[int, typer.Option(help="Tile size for large images.")] = 512,
+    overlap: Annotated[int, typer.Option(help="Overlap between tiles, blended smoothly.")] = 64,
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda ...")] = "auto",
+    skip_existing: Annotated[bool, typer.Option(help="Skip images whose output exists.")] = False,
+) -> None:
+    """Colorize gray aerial photos (PNG, JPEG, TIFF; any size). Colour inputs are converted to gray first."""
+    from .colorize import colorize_files, expand_inputs
+    from .infer import Colorizer
+
+    items = list(inputs)
+    if model is None and items and Path(items[0]).suffix.lower() in CKPT_SUFFIXES:
+        model = Path(items.pop(0))
+    if not items:
+        raise AerocolorError("no images given: aerocolor colorize [CKPT] IMAGE... -o OUT/")
+    files = expand_inputs(items)
+    colorizer = Colorizer.load(model, device)
+    written = colorize_files(colorizer, files, out, compare=compare, tile=tile, overlap=overlap,
+                             skip_existing=skip_existing, warn=lambda m: typer.echo(m, err=True))
+    for p in written:
+        typer.echo(str(p))
+
+
+@app.command()
+def info(checkpoint: Annotated[Path, typer.Argument(help="Checkpoint file.")]) -> None:
+    """Print a checkpoint's method, config and metrics."""
+    import yaml
+
+    from .checkpoint import load_checkpoint
+
+    ckpt = load_checkpoint(checkpoint)
+    typer.echo(yaml.safe_dump({"step": ckpt.get("step"), "best": ckpt.get("best"),
+                               "aerocolor_version": ckpt.get("aerocolor_version"),
+                               "config": ckpt["config"]}, sort_keys=False))
+
+
+@app.command("plot-losses")
+def plot_losses(
+    run: Annotated[Path, typer.Argument(help="Run folder (holding losses.csv) or the CSV itself.")],
+    out: Annotated[Optional[Path], typer.Option("--out", "-o", help="PNG to write (default RUN/losses.png).")] = None,
+    keys: Annotated[Optional[list[str]], typer.Option("--key", help="Loss columns to plot (default: all).")] = None,
+) -> None:
+    """Plot the losses over training (e.g. the generator's adversarial loss, G_GAN)."""
+    from .plots import plot_loss_curves
+
+    typer.echo(str(plot_loss_curves(run, out, keys)))
+
+
+@app.command()
+def export(
+    checkpoint: Annotated[Path, typer.Argument(help="Training checkpoint.")],
+    slim: Annotated[Optional[Path], typer.Option("--slim", help="Write an inference-only checkpoint here.")] = None,
+    half: Annotated[bool, typer.Option(help="Store the slim checkpoint's weights as float16.")] = False,
+) -> None:
+    """Export a checkpoint for inference."""
+    from .checkpoint import checkpoint_config, load_checkpoint, save_checkpoint, slim_checkpoint
+    from .methods import get_method
+
+    if slim is None:
+        raise AerocolorError("nothing to export: give --slim OUT.pt")
+    ckpt = load_checkpoint(checkpoint)
+    method = get_method(checkpoint_config(ckpt).model.method)
+    save_checkpoint(slim, slim_checkpoint(ckpt, method.inference_nets, half))
+    typer.echo(f"{slim} ({slim.stat().st_size / 1e6:.1f} MB)")
+
+
+@app.command()
+def demo(
+    out: Annotated[Path, typer.Option("--out", "-o", help="Output folder.")] = Path("demo-output"),
+) -> None:
+    """Colorize the bundled sample aerial photo with the bundled model."""
+    from .demo import run_demo
+
+    for line in run_demo(out):
+        typer.echo(line)
+
+
+def main() -> None:
+    try:
+        app()
+    except AerocolorError as e:
+        typer.echo(f"error: {e}", err=True)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        typer.echo("interrupted; completed work is kept (rerun to resume)", err=True)
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,139 @@
+"""Typed configuration, loaded from YAML and overridable with ``section.key=value`` pairs.
+
+The defaults are the research's defaults (the reference pix2pix): lr 2e-4, beta1 0.5,
+lambda_L1 100, U-Net 256 with batch norm and dropout, 100 + 100 epochs with linear decay.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from .errors import ConfigError
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", protected_namespaces=())
+
+
+class NetworkConfig(_Strict):
+    netG: str = "unet_256"
+    unet_depth: int | None = Field(None, description="U-Net downsamplings; overrides the name's depth")
+    ngf: int = 64
+    netD: Literal["basic", "n_layers", "pixel"] = "basic"
+    ndf: int = 64
+    n_layers_D: int = 3
+    norm: Literal["batch", "instance", "none"] = "batch"
+    dropout: bool = True
+    init_type: Literal["normal", "xavier", "kaiming", "orthogonal"] = "normal"
+    init_gain: float = 0.02
+
+
+class ModelConfig(_Strict):
+    method: str = "pix2pix"
+    color_mode: Literal["rgb", "lab"] = "rgb"
+    gan_mode: Literal["vanilla", "lsgan", "wgangp", "hinge"] = "vanilla"
+    nets: NetworkConfig = NetworkConfig()
+    options: dict[str, Any] = Field(default_factory=dict, description="method-specific options")
+    ground_resolution: float | None = Field(None, description="metres per pixel of training data")
+
+
+class DataConfig(_Strict):
+    train: list[str] = Field(default_factory=list, description="colour images (paired: gray made on the fly)")
+    train_a: list[str] = Field(default_factory=list, description="gray old photos (unpaired domain A)")
+    val: list[str] = Field(default_factory=list, description="colour images for validation")
+    val_max_images: int = 64
+    load_size: int | None = Field(None, description="resize the short side to this before cropping")
+    crop_size: int = 256
+    flip: bool = True
+    rotate90: bool = True
+    num_workers: int = 0
+    age: dict[str, Any] | None = Field(None, description="synthetic ageing of gray inputs")
+
+
+class OptimConfig(_Strict):
+    lr_G: float = 2e-4
+    lr_D: float = 2e-4
+    beta1: float = 0.5
+    beta2: float = 0.999
+    batch_size: int = 1
+    n_epochs: int = 100
+    n_epochs_decay: int = 100
+    max_steps: int | None = Field(None, description="total steps; the schedule keeps its shape")
+
+
+class TrainConfig(_Strict):
+    out_dir: str = "runs/pix2pix"
+    seed: int = 0
+    device: str = "auto"
+    amp: bool = True
+    channels_last: bool = False
+    threads: int | None = None
+    val_every: int = 1000
+    save_every: int = 1000
+    log_every: int = 50
+    sample_every: int = 1000
+
+
+class Config(_Strict):
+    model: ModelConfig = ModelConfig()
+    data: DataConfig = DataConfig()
+    optim: OptimConfig = OptimConfig()
+    train: TrainConfig = TrainConfig()
+
+
+def _parse_value(text: str) -> Any:
+    return yaml.safe_load(text) if text != "" else ""
+
+
+def apply_overrides(data: dict, overrides: list[str]) -> dict:
+    """Apply ``a.b.c=value`` overrides (values parsed as YAML) to a nested dict."""
+    for item in overrides:
+        if "=" not in item:
+            raise ConfigError(f"override {item!r} has no '=': write it as section.key=value")
+        key, value = item.split("=", 1)
+        node = data
+        parts = key.strip().split(".")
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"override {item!r}: {part!r} is not a section")
+        node[parts[-1]] = _parse_value(value)
+    return data
+
+
+def _format_error(source: str, err: ValidationError) -> str:
+    parts = []
+    for e in err.errors():
+        loc = ".".join(str(p) for p in e["loc"])
+        parts.append(f"{loc}: {e['msg']}")
+    return f"{source}: invalid config ({'; '.join(parts)})"
+
+
+def build_config(data: dict, source: str = "config") -> Config:
+    try:
+        return Config.model_validate(data)
+    except ValidationError as e:
+        raise ConfigError(_format_error(source, e)) from None
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> Config:
+    """Load a YAML config (or the defaults) and apply overrides."""
+    data: dict = {}
+    source = "defaults"
+    if path is not None:
+        path = Path(path)
+        if not path.is_file():
+            raise ConfigError(f"{path}: no such config file; see configs/ for examples")
+        try:
+            data = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as e:
+            raise ConfigError(f"{path}: not valid YAML ({e})") from None
+        if not isinstance(data, dict):
+            raise ConfigError(f"{path}: a config must be a mapping of sections")
+        source = str(path)
+    apply_overrides(data, overrides or [])
+    return build_config(data, source)

@@ -1,0 +1,1 @@
+"""Data: image folders to training samples, sources (map services, rasters), synthetic ageing."""

@@ -1,0 +1,17 @@
+"""Errors a user can cause: each message names the input and the fix."""
+
+
+class AerocolorError(Exception):
+    """A problem with the user's input, shown as one line without a traceback."""
+
+
+class ImageReadError(AerocolorError):
+    pass
+
+
+class ConfigError(AerocolorError):
+    pass
+
+
+class CheckpointError(AerocolorError):
+    pass

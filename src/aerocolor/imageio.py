@@ -1,0 +1,129 @@
+"""Reading and writing plain images (PNG, JPEG, TIFF) as float arrays in [0, 1]."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import warnings
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+from .errors import ImageReadError
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp")
+TIFF_SUFFIXES = (".tif", ".tiff")
+
+
+def list_images(folders: str | Path | list[str | Path], recursive: bool = True) -> list[Path]:
+    """All image files under the given folders (or the files themselves), sorted."""
+    items = [folders] if isinstance(folders, (str, Path)) else list(folders)
+    found: list[Path] = []
+    for item in items:
+        p = Path(item)
+        if p.is_file():
+            found.append(p)
+        elif p.is_dir():
+            pattern = "**/*" if recursive else "*"
+            found += [f for f in p.glob(pattern) if f.suffix.lower() in IMAGE_SUFFIXES]
+        else:
+            raise ImageReadError(f"{p}: no such file or folder; give a folder of images or image files")
+    return sorted(found)
+
+
+def _scale(arr: np.ndarray) -> np.ndarray:
+    if arr.dtype == np.uint8:
+        return arr.astype(np.float32) / 255.0
+    if arr.dtype == np.uint16:
+        return arr.astype(np.float32) / 65535.0
+    if np.issubdtype(arr.dtype, np.integer):
+        info = np.iinfo(arr.dtype)
+        return (arr.astype(np.float32) - max(info.min, 0)) / float(info.max - max(info.min, 0))
+    arr = arr.astype(np.float32)
+    return np.clip(arr, 0.0, 1.0) if arr.max(initial=0) <= 1.0 else arr / arr.max()
+
+
+def _read_tiff(path: Path) -> np.ndarray:
+    import rasterio
+    from rasterio.errors import NotGeoreferencedWarning, RasterioIOError
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", NotGeoreferencedWarning)
+            with rasterio.open(path) as src:
+                bands = min(src.count, 3) if src.count >= 3 else 1
+                arr = src.read(list(range(1, bands + 1)))
+    except RasterioIOError as e:
+        raise ImageReadError(f"{path}: not a readable TIFF ({e}); check the file") from None
+    arr = np.moveaxis(arr, 0, -1)
+    return arr[:, :, 0] if arr.shape[2] == 1 else arr
+
+
+def read_image(path: str | Path) -> np.ndarray:
+    """Read an image as float32 in [0, 1]: HxW for gray, HxWx3 for colour.
+
+    8- and 16-bit data are scaled by their full range; alpha is dropped; palette images are
+    expanded.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ImageReadError(f"{path}: no such file")
+    if path.suffix.lower() in TIFF_SUFFIXES:
+        arr = _read_tiff(path)
+    else:
+        try:
+            with Image.open(path) as im:
+                im.load()
+                if im.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
+                    arr = np.array(im)
+                    if im.mode.startswith("I;16"):
+                        arr = arr.astype(np.uint16)
+                elif im.mode in ("L", "LA", "1"):
+                    arr = np.array(im.convert("L"))
+                else:
+                    arr = np.array(im.convert("RGB"))
+        except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
+            raise ImageReadError(
+                f"{path}: not a readable image ({type(e).__name__}: {e}); "
+                "give a PNG, JPEG or TIFF file"
+            ) from None
+    if arr.ndim == 3 and arr.shape[2] > 3:
+        arr = arr[:, :, :3]
+    return _scale(arr)
+
+
+def is_color(img: np.ndarray, tol: float = 1.0 / 255) -> bool:
+    """True when an image has three channels that are not all equal."""
+    if img.ndim == 2:
+        return False
+    return bool(np.abs(img[:, :, 0] - img[:, :, 1]).max() > tol or np.abs(img[:, :, 1] - img[:, :, 2]).max() > tol)
+
+
+def to_uint8(img: np.ndarray) -> np.ndarray:
+    return (np.clip(img, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
+
+
+def atomic_write(path: str | Path, write) -> Path:
+    """Call ``write(tmp_path)`` then move the file into place, so no half-written file is seen."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=path.suffix, dir=path.parent)
+    os.close(fd)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    return path
+
+
+def write_image(path: str | Path, img: np.ndarray) -> Path:
+    """Write a float image in [0, 1] (HxW or HxWx3) as 8-bit PNG/JPEG/TIFF, atomically."""
+    im = Image.fromarray(to_uint8(img))
+    fmt = {".jpg": "JPEG", ".jpeg": "JPEG", ".tif": "TIFF", ".tiff": "TIFF"}.get(
+        Path(path).suffix.lower(), "PNG"
+    )
+    return atomic_write(path, lambda tmp: im.save(tmp, format=fmt, **({"quality": 95} if fmt == "JPEG" else {})))

@@ -1,0 +1,59 @@
+"""GAN objectives, the WGAN-GP gradient penalty, and the masked reconstruction loss."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+GAN_MODES = ("vanilla", "lsgan", "wgangp", "hinge")
+
+
+def gan_loss(pred: torch.Tensor, real: bool, mode: str, for_discriminator: bool = True) -> torch.Tensor:
+    """Adversarial loss of discriminator output ``pred`` (logits) judged as real or fake.
+
+    For the generator call with ``real=True, for_discriminator=False``.
+    """
+    if mode == "vanilla":
+        target = torch.ones_like(pred) if real else torch.zeros_like(pred)
+        return F.binary_cross_entropy_with_logits(pred, target)
+    if mode == "lsgan":
+        return F.mse_loss(pred, torch.ones_like(pred) if real else torch.zeros_like(pred))
+    if mode == "wgangp":
+        return -pred.mean() if real else pred.mean()
+    if mode == "hinge":
+        if not for_discriminator:
+            return -pred.mean()
+        return F.relu(1 - pred).mean() if real else F.relu(1 + pred).mean()
+    raise ValueError(f"unknown gan_mode {mode!r}: choose one of {', '.join(GAN_MODES)}")
+
+
+def gradient_penalty(net_d: nn.Module, real: torch.Tensor, fake: torch.Tensor,
+                     weight: float = 10.0, target_norm: float = 1.0) -> torch.Tensor:
+    """WGAN-GP: weight * E[(||grad_x D(x)||_2 - target_norm)^2] at random points between real
+    and fake samples (one mixing factor per sample)."""
+    alpha = torch.rand(real.shape[0], 1, 1, 1, device=real.device, dtype=real.dtype)
+    mixed = (alpha * real.detach() + (1 - alpha) * fake.detach()).requires_grad_(True)
+    out = net_d(mixed)
+    (grad,) = torch.autograd.grad(out, mixed, grad_outputs=torch.ones_like(out), create_graph=True)
+    norms = (grad.flatten(1).pow(2).sum(1) + 1e-12).sqrt()
+    return weight * ((norms - target_norm) ** 2).mean()
+
+
+def discriminator_loss(net_d: nn.Module, real: torch.Tensor, fake: torch.Tensor, mode: str,
+                       gp_weight: float = 10.0) -> torch.Tensor:
+    """Discriminator objective on a batch of real and (detached) fake inputs; with ``wgangp``
+    the gradient penalty is added."""
+    fake = fake.detach()
+    loss = 0.5 * (gan_loss(net_d(real), True, mode) + gan_loss(net_d(fake), False, mode))
+    if mode == "wgangp":
+        loss = loss + gradient_penalty(net_d, real, fake, gp_weight)
+    return loss
+
+
+def masked_l1(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+    """Mean absolute error over the pixels where ``mask`` (N,1,H,W) is 1."""
+    if mask is None:
+        return F.l1_loss(pred, target)
+    diff = (pred - target).abs() * mask
+    return diff.sum() / (mask.sum() * pred.shape[1]).clamp(min=1.0)

@@ -1,0 +1,64 @@
+"""pix2pix: a conditional GAN on paired (gray, colour) images with an L1 reconstruction term."""
+
+from __future__ import annotations
+
+import torch
+
+from ..color import net_input, net_target
+from ..config import ModelConfig, OptimConfig
+from ..losses import discriminator_loss, gan_loss, masked_l1
+from ..nets import build_discriminator, build_generator
+from .base import Method, MethodOptions, register, set_requires_grad, unwrap
+
+
+class Pix2PixOptions(MethodOptions):
+    lambda_L1: float = 100.0
+    lambda_gp: float = 10.0
+
+
+@register
+class Pix2Pix(Method):
+    name = "pix2pix"
+    Options = Pix2PixOptions
+
+    def __init__(self, cfg: ModelConfig, training: bool = True):
+        super().__init__(cfg, training)
+        self.netG = build_generator(cfg.nets, self.in_channels, self.out_channels)
+        if training:
+            self.netD = build_discriminator(cfg.nets, self.in_channels + self.out_channels)
+
+    def configure_optimizers(self, optim: OptimConfig) -> dict[str, torch.optim.Optimizer]:
+        betas = (optim.beta1, optim.beta2)
+        self.optimizers = {
+            "G": torch.optim.Adam(self.netG.parameters(), lr=optim.lr_G, betas=betas),
+            "D": torch.optim.Adam(self.netD.parameters(), lr=optim.lr_D, betas=betas),
+        }
+        return self.optimizers
+
+    def train_step(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        mode, gan_mode = self.mode, self.cfg.gan_mode
+        real_a = net_input(batch["gray"], mode)
+        real_b = net_target(batch["rgb"], mode)
+        with self.amp():
+            fake_b = self.netG(real_a)
+
+        set_requires_grad(self.netD, True)
+        self.optimizers["D"].zero_grad(set_to_none=True)
+        with self.amp():
+            loss_d = discriminator_loss(
+                self.netD, torch.cat([real_a, real_b], 1), torch.cat([real_a, fake_b], 1),
+                gan_mode, self.opts.lambda_gp,
+            )
+        loss_d.backward()
+        self.optimizers["D"].step()
+
+        # the generator's adversarial term needs no gradient sync of D, so use the bare module
+        set_requires_grad(self.netD, False)
+        self.optimizers["G"].zero_grad(set_to_none=True)
+        with self.amp():
+            pred_fake = unwrap(self.netD)(torch.cat([real_a, fake_b], 1))
+            loss_g_gan = gan_loss(pred_fake, True, gan_mode, for_discriminator=False)
+            loss_l1 = masked_l1(fake_b.float(), real_b, batch.get("mask"))
+        (loss_g_gan + self.opts.lambda_L1 * loss_l1).backward()
+        self.optimizers["G"].step()
+        return {"D": loss_d.detach(), "G_GAN": loss_g_gan.detach(), "G_L1": loss_l1.detach()}

@@ -1,0 +1,136 @@
+"""Generators: U-Net (any depth) and ResNet (any number of blocks)."""
+
+from __future__ import annotations
+
+import re
+
+import torch
+import torch.nn as nn
+
+from ..config import NetworkConfig
+from .layers import conv_bias, init_weights, norm_layer
+
+UNET_DEPTHS = {"unet_32": 5, "unet_64": 6, "unet_128": 7, "unet_256": 8}
+
+
+def _level_channels(ngf: int, depth: int) -> list[int]:
+    return [ngf * min(2**i, 8) for i in range(depth)]
+
+
+class UNetGenerator(nn.Module):
+    """U-Net with ``depth`` stride-2 levels; skip connections join each level's encoder output.
+
+    Level 0 is the outermost; the innermost level has no normalisation; levels 4 .. depth-2 use
+    dropout (the reference's ngf*8 blocks), so ``depth`` 8 reproduces the reference unet_256.
+    """
+
+    def __init__(self, in_ch: int, out_ch: int, depth: int = 8, ngf: int = 64,
+                 norm: str = "batch", dropout: bool = True):
+        super().__init__()
+        if depth < 2:
+            raise ValueError(f"U-Net depth must be at least 2, got {depth}")
+        self.depth = depth
+        ch = _level_channels(ngf, depth)
+        bias = conv_bias(norm)
+        self.down = nn.ModuleList()
+        self.up = nn.ModuleList()
+        for i in range(depth):
+            c_in = in_ch if i == 0 else ch[i - 1]
+            layers: list[nn.Module] = [] if i == 0 else [nn.LeakyReLU(0.2, inplace=True)]
+            layers.append(nn.Conv2d(c_in, ch[i], 4, 2, 1, bias=bias or i == depth - 1))
+            if 0 < i < depth - 1:
+                layers.append(norm_layer(norm, ch[i]))
+            self.down.append(nn.Sequential(*layers))
+        for i in range(depth):
+            c_in = ch[i] if i == depth - 1 else 2 * ch[i]
+            if i == 0:
+                layers = [nn.ReLU(inplace=True), nn.ConvTranspose2d(c_in, out_ch, 4, 2, 1), nn.Tanh()]
+            else:
+                layers = [nn.ReLU(inplace=True),
+                          nn.ConvTranspose2d(c_in, ch[i - 1], 4, 2, 1, bias=bias),
+                          norm_layer(norm, ch[i - 1])]
+                if dropout and 4 <= i <= depth - 2:
+                    layers.append(nn.Dropout(0.5))
+            self.up.append(nn.Sequential(*layers))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        skips = []
+        for block in self.down:
+            x = block(x)
+            skips.append(x)
+        x = self.up[-1](skips[-1])
+        for i in range(self.depth - 2, -1, -1):
+            x = self.up[i](torch.cat([skips[i], x], dim=1))
+        return x
+
+
+class ResnetBlock(nn.Module):
+    def __init__(self, ch: int, norm: str, dropout: bool):
+        super().__init__()
+        bias = conv_bias(norm)
+        layers: list[nn.Module] = [nn.ReflectionPad2d(1), nn.Conv2d(ch, ch, 3, bias=bias),
+                                   norm_layer(norm, ch), nn.ReLU(inplace=True)]
+        if dropout:
+            layers.append(nn.Dropout(0.5))
+        layers += [nn.ReflectionPad2d(1), nn.Conv2d(ch, ch, 3, bias=bias), norm_layer(norm, ch)]
+        self.body = nn.Sequential(*layers)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.body(x)
+
+
+class ResnetGenerator(nn.Sequential):
+    """Johnson-style ResNet generator: 7x7 stem, two stride-2 downsamplings, ``n_blocks``
+    residual blocks at 1/4 resolution, two transposed-conv upsamplings, 7x7 head with tanh."""
+
+    def __init__(self, in_ch: int, out_ch: int, n_blocks: int = 9, ngf: int = 64,
+                 norm: str = "batch", dropout: bool = False):
+        bias = conv_bias(norm)
+        layers: list[nn.Module] = [nn.ReflectionPad2d(3), nn.Conv2d(in_ch, ngf, 7, bias=bias),
+                                   norm_layer(norm, ngf), nn.ReLU(inplace=True)]
+        for k in range(2):
+            c = ngf * 2**k
+            layers += [nn.Conv2d(c, 2 * c, 3, 2, 1, bias=bias), norm_layer(norm, 2 * c),
+                       nn.ReLU(inplace=True)]
+        layers += [ResnetBlock(4 * ngf, norm, dropout) for _ in range(n_blocks)]
+        for k in (2, 1):
+            c = ngf * 2**k
+            layers += [nn.ConvTranspose2d(c, c // 2, 3, 2, 1, output_padding=1, bias=bias),
+                       norm_layer(norm, c // 2), nn.ReLU(inplace=True)]
+        layers += [nn.ReflectionPad2d(3), nn.Conv2d(ngf, out_ch, 7), nn.Tanh()]
+        super().__init__(*layers)
+
+
+def unet_depth(cfg: NetworkConfig) -> int:
+    if cfg.unet_depth is not None:
+        return cfg.unet_depth
+    if cfg.netG in UNET_DEPTHS:
+        return UNET_DEPTHS[cfg.netG]
+    raise ValueError(f"netG {cfg.netG!r} needs nets.unet_depth (number of downsamplings)")
+
+
+def _resnet_blocks(name: str) -> int | None:
+    m = re.fullmatch(r"resnet_(\d+)blocks", name)
+    return int(m.group(1)) if m else None
+
+
+def size_multiple(cfg: NetworkConfig) -> int:
+    """Input height and width must be multiples of this for the generator."""
+    if cfg.netG.startswith("unet"):
+        return 2 ** unet_depth(cfg)
+    return 4
+
+
+def build_generator(cfg: NetworkConfig, in_ch: int, out_ch: int) -> nn.Module:
+    """Build and initialise a generator by name: unet_128, unet_256, unet (with unet_depth),
+    resnet_6blocks, resnet_9blocks (any resnet_<n>blocks)."""
+    if cfg.netG.startswith("unet"):
+        net: nn.Module = UNetGenerator(in_ch, out_ch, unet_depth(cfg), cfg.ngf, cfg.norm, cfg.dropout)
+    elif (n := _resnet_blocks(cfg.netG)) is not None:
+        net = ResnetGenerator(in_ch, out_ch, n, cfg.ngf, cfg.norm, cfg.dropout)
+    else:
+        raise ValueError(
+            f"unknown netG {cfg.netG!r}: choose unet_128, unet_256, unet (with unet_depth), "
+            "resnet_6blocks or resnet_9blocks"
+        )
+    return init_weights(net, cfg.init_type, cfg.init_gain)

@@ -1,0 +1,261 @@
+"""The training loop: one screen, top to bottom.
+
+Devices (CPU, CUDA with bf16 autocast), multi-process training with DistributedDataParallel
+(launched by torchrun), atomic checkpoints with exact resume, validation with best-checkpoint
+keeping, TensorBoard scalars/images and a CSV of losses.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import math
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from tqdm import tqdm
+
+from .checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from .color import gray_from_rgb, to_tensor
+from .config import Config
+from .data.datasets import EpochSampler, PairedColorDataset, as_rgb, nodata_mask
+from .errors import ConfigError
+from .imageio import list_images, read_image
+from .infer.colorizer import Colorizer, pick_device
+from .methods import Method, get_method
+from .metrics import as_float, mean_ciede2000
+
+LAST, BEST = "last.pt", "best.pt"
+
+
+@dataclass
+class Dist:
+    rank: int = 0
+    world: int = 1
+    local_rank: int = 0
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+
+@dataclass
+class RunState:
+    step: int = 0
+    best_metric: float = math.inf
+    best_step: int = -1
+    metrics: dict = field(default_factory=dict)
+
+
+def setup_distributed(device: torch.device) -> Dist:
+    """Join the process group when launched by torchrun (WORLD_SIZE > 1)."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return Dist()
+    if not dist.is_initialized():
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    return Dist(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0")))
+
+
+def build_dataset(cfg: Config, method_cls: type[Method]):
+    d = cfg.data
+    if method_cls.data_kind == "paired":
+        return PairedColorDataset(d.train, d.crop_size, cfg.train.seed, d.load_size, d.flip, d.rotate90, d.age)
+    from .data.unpaired import UnpairedDataset
+
+    return UnpairedDataset(d.train_a, d.train, d.crop_size, cfg.train.seed, d.load_size, d.flip, d.rotate90, d.age)
+
+
+def total_steps(cfg: Config, steps_per_epoch: int) -> tuple[int, int]:
+    """(total steps, steps at the constant learning rate before the linear decay)."""
+    o = cfg.optim
+    epochs = o.n_epochs + o.n_epochs_decay
+    total = o.max_steps if o.max_steps is not None else epochs * steps_per_epoch
+    constant = round(total * o.n_epochs / epochs) if epochs else total
+    return total, constant
+
+
+def linear_decay(total: int, constant: int):
+    """The reference schedule: constant lr, then linear decay towards zero."""
+    decay = max(total - constant, 1)
+    return lambda step: 1.0 - max(0, step - constant) / (decay + 1)
+
+
+def load_val_set(folders: list[str], limit: int) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """(gray, colour truth, data mask) for up to ``limit`` validation images, spread evenly."""
+    files = list_images(folders)
+    if limit and len(files) > limit:
+        files = [files[i] for i in np.linspace(0, len(files) - 1, limit).round().astype(int)]
+    items = []
+    for f in files:
+        rgb = as_rgb(read_image(f))
+        gray = gray_from_rgb(to_tensor(rgb))[0, 0].numpy()
+        items.append((gray, rgb, nodata_mask(rgb)))
+    return items
+
+
+def validate(method: Method, val_set, device: torch.device, config: Config) -> float:
+    """Mean CIEDE2000 of the colorized gray versions against their colour truth."""
+    was_training = method.training
+    colorizer = Colorizer(method, config, device)
+    scores = [mean_ciede2000(colorizer.colorize(g), rgb, m) for g, rgb, m in val_set]
+    method.train(was_training)
+    return float(np.nanmean(scores))
+
+
+def train(cfg: Config, resume: bool = True, until_step: int | None = None, progress: bool = True) -> Path:
+    """Train ``cfg.model.method``; returns the run folder (holding last.pt and best.pt)."""
+    t = cfg.train
+    device = pick_device(t.device)
+    dd = setup_distributed(device)
+    if device.type == "cuda" and dd.world > 1:
+        device = torch.device("cuda", dd.local_rank)
+        torch.cuda.set_device(device)
+    if t.threads:
+        torch.set_num_threads(t.threads)
+    out = Path(t.out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(t.seed)
+    np.random.seed(t.seed)
+
+    method_cls = get_method(cfg.model.method)
+    method = method_cls(cfg.model).to(device)
+    if t.channels_last:
+        method.to(memory_format=torch.channels_last)
+    if device.type == "cuda" and t.amp:
+        method.amp = lambda: torch.autocast("cuda", dtype=torch.bfloat16)
+    optimizers = method.configure_optimizers(cfg.optim)
+    dataset = build_dataset(cfg, method_cls)
+    spe = len(dataset) // (cfg.optim.batch_size * dd.world)
+    steps, constant = total_steps(cfg, max(spe, 1))
+    schedulers = {k: torch.optim.lr_scheduler.LambdaLR(o, linear_decay(steps, constant))
+                  for k, o in optimizers.items()}
+
+    state = RunState()
+    if resume and (out / LAST).is_file():
+        ckpt = load_checkpoint(out / LAST)
+        if ckpt["config"]["model"] != cfg.model.model_dump():
+            raise ConfigError(f"{out / LAST} was trained with another model config; use a new --out or --no-resume")
+        method.load_nets_state(ckpt["nets"])
+        for k, o in optimizers.items():
+            o.load_state_dict(ckpt["optimizers"][k])
+        for k, s in schedulers.items():
+            s.load_state_dict(ckpt["schedulers"][k])
+        method.load_extra_state(ckpt.get("extra", {}))
+        set_rng_state(ckpt["rng"])
+        state = RunState(ckpt["step"], ckpt["best"]["metric"], ckpt["best"]["step"], ckpt.get("metrics", {}))
+    if dd.world > 1:
+        from torch.nn.parallel import DistributedDataParallel as DDP
+
+        ids = [device.index] if device.type == "cuda" else None
+        method.wrap_nets(lambda net: DDP(net, device_ids=ids, broadcast_buffers=False))
+
+    sampler = EpochSampler(len(dataset), cfg.optim.batch_size, t.seed, dd.rank, dd.world, state.step)
+    loader = torch.utils.data.DataLoader(
+        dataset, batch_sampler=sampler, num_workers=cfg.data.num_workers,
+        pin_memory=device.type == "cuda", persistent_workers=cfg.data.num_workers > 0,
+    )
+    val_set = load_val_set(cfg.data.val, cfg.data.val_max_images) if cfg.data.val and dd.main else []
+    writer = _tensorboard(out) if dd.main else None
+    log_path = out / "losses.csv"
+    end = min(steps, until_step) if until_step is not None else steps
+
+    def save(path: Path) -> None:
+        save_checkpoint(path, {
+            "config": cfg.model_dump(), "step": state.step, "nets": method.nets_state(),
+            "optimizers": {k: o.state_dict() for k, o in optimizers.items()},
+            "schedulers": {k: s.state_dict() for k, s in schedulers.items()},
+            "rng": rng_state(), "extra": method.extra_state(),
+            "best": {"metric": state.best_metric, "step": state.best_step}, "metrics": state.metrics,
+        })
+
+    bar = tqdm(total=end, initial=state.step, disable=not (progress and dd.main), unit="step",
+               dynamic_ncols=True, desc=f"{cfg.model.method}")
+    sums: dict[str, torch.Tensor] = {}
+    n_sum, t0 = 0, time.perf_counter()
+    method.train()
+    batches = iter(loader)
+    while state.step < end:
+        batch = {k: v.to(device, non_blocking=True) for k, v in next(batches).items()}
+        if t.channels_last:
+            batch = {k: v.contiguous(memory_format=torch.channels_last) for k, v in batch.items()}
+        losses = method.train_step(batch)
+        for s in schedulers.values():
+            s.step()
+        state.step += 1
+        for k, v in losses.items():
+            sums[k] = sums.get(k, 0) + v
+        n_sum += 1
+        if state.step % t.log_every == 0 or state.step == end:
+            means = {k: as_float(v) / n_sum for k, v in sums.items()}
+            ips = n_sum * cfg.optim.batch_size * dd.world / (time.perf_counter() - t0)
+            bar.set_postfix({**{k: f"{v:.3g}" for k, v in means.items()}, "img/s": f"{ips:.2f}"})
+            if dd.main:
+                _log_losses(log_path, state.step, means, ips, writer)
+            sums, n_sum, t0 = {}, 0, time.perf_counter()
+        bar.update(1)
+        if dd.main and writer is not None and t.sample_every and state.step % t.sample_every == 0:
+            _log_samples(writer, method, batch, state.step)
+        if dd.main and val_set and (state.step % t.val_every == 0 or state.step == end):
+            score = validate(method, val_set, device, cfg)
+            state.metrics[str(state.step)] = score
+            if writer is not None:
+                writer.add_scalar("val/ciede2000", score, state.step)
+            bar.write(f"step {state.step}: validation mean CIEDE2000 {score:.3f}")
+            if score < state.best_metric:
+                state.best_metric, state.best_step = score, state.step
+                save(out / BEST)
+        if dd.main and (state.step % t.save_every == 0 or state.step == end):
+            save(out / LAST)
+    bar.close()
+    if dd.main and not val_set and not (out / BEST).exists() and (out / LAST).exists():
+        save(out / BEST)
+    if writer is not None:
+        writer.close()
+    if dd.world > 1:
+        dist.barrier()
+    return out
+
+
+def _tensorboard(out: Path):
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:
+        return None
+    return SummaryWriter(str(out / "tb"))
+
+
+def _log_losses(path: Path, step: int, means: dict[str, float], ips: float, writer) -> None:
+    new = not path.exists()
+    with path.open("a", newline="") as f:
+        w = csv.writer(f)
+        if new:
+            w.writerow(["step", *means.keys(), "images_per_s"])
+        w.writerow([step, *(f"{v:.6g}" for v in means.values()), f"{ips:.4g}"])
+    if writer is not None:
+        for k, v in means.items():
+            writer.add_scalar(f"loss/{k}", v, step)
+        writer.add_scalar("speed/images_per_s", ips, step)
+
+
+@torch.no_grad()
+def _log_samples(writer, method: Method, batch: dict[str, torch.Tensor], step: int) -> None:
+    from .color import net_input, rgb_from_output
+
+    gray = batch.get("gray", batch.get("b_gray"))
+    if gray is None:
+        return
+    was = method.training
+    method.eval()
+    out = method.generate(net_input(gray[:1].float(), method.mode))
+    method.train(was)
+    colour = rgb_from_output(out.float(), gray[:1].float(), method.mode)
+    row = [gray[:1].float().expand(-1, 3, -1, -1), colour]
+    if "rgb" in batch:
+        row.append(batch["rgb"][:1].float())
+    writer.add_image("samples/gray_output_truth", torch.cat(row, dim=3)[0], step)
