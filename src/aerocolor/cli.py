@@ -149,6 +149,10 @@ def demo(
         typer.echo(line)
 
 
+# Sub-commands of other areas live in commands/ and register on `app` when imported, one line each:
+# from .commands import <area>  # noqa: E402,F401
+
+
 def main() -> None:
     try:
         app()

@@ -1,0 +1,44 @@
+"""Shared fixtures: the real imagery in ../shared/data and small trained models."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED_DATA = ROOT.parent / "shared" / "data"
+
+
+def tiny_overrides(out_dir: Path, steps: int = 40, **extra) -> list[str]:
+    """Config overrides for a tiny model: ngf 8, 64x64 crops, 6-level U-Net, CPU."""
+    sets = {
+        "model.nets.netG": "unet", "model.nets.unet_depth": 6, "model.nets.ngf": 8,
+        "model.nets.ndf": 8, "data.crop_size": 64, "optim.max_steps": steps,
+        "train.out_dir": str(out_dir), "train.device": "cpu", "train.log_every": 10,
+        "train.val_every": 10**9, "train.save_every": 10**9, "train.sample_every": 0,
+    }
+    sets.update(extra)
+    return [f"{k}={v}" for k, v in sets.items()]
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    if not SHARED_DATA.is_dir():
+        pytest.skip(f"real imagery not found at {SHARED_DATA} (the ../shared/data folder beside the repository)")
+    return SHARED_DATA
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint(shared_data: Path, tmp_path_factory) -> Path:
+    """A tiny pix2pix (lab mode, instance norm) trained 40 steps on real colour images."""
+    from aerocolor.config import load_config
+    from aerocolor.train import train
+
+    out = tmp_path_factory.mktemp("tiny_run")
+    cfg = load_config(None, tiny_overrides(out, 40, **{
+        "model.color_mode": "lab", "model.nets.norm": "instance",
+        "data.train": f"[{shared_data / 'color/train/neon'}]",
+    }))
+    train(cfg, progress=False)
+    return out / "last.pt"
