@@ -151,11 +151,14 @@ def demo(
 
 # Sub-commands of other areas live in commands/ and register on `app` when imported, one line each:
 # from .commands import <area>  # noqa: E402,F401
+from .commands import data  # noqa: E402,F401
+from .commands import web  # noqa: E402,F401
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
+    """Entry point; user errors print one line (no traceback) and exit with status 2."""
     try:
-        app()
+        app(args=argv)
     except AerocolorError as e:
         typer.echo(f"error: {e}", err=True)
         sys.exit(2)
