@@ -151,6 +151,7 @@ def demo(
 
 # Sub-commands of other areas live in commands/ and register on `app` when imported, one line each:
 # from .commands import <area>  # noqa: E402,F401
+from .commands import web  # noqa: E402,F401
 from .commands import data  # noqa: E402,F401
 from .commands import web  # noqa: E402,F401
 
