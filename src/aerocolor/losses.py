@@ -1,4 +1,5 @@
-"""GAN objectives, the WGAN-GP gradient penalty, and the masked reconstruction loss."""
+"""GAN objectives, the WGAN-GP gradient penalty, the masked reconstruction loss, PatchNCE and the
+KL term of a Gaussian latent code."""
 
 from __future__ import annotations
 
@@ -57,3 +58,20 @@ def masked_l1(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor | Non
         return F.l1_loss(pred, target)
     diff = (pred - target).abs() * mask
     return diff.sum() / (mask.sum() * pred.shape[1]).clamp(min=1.0)
+
+
+def patch_nce(query: torch.Tensor, key: torch.Tensor, temperature: float = 0.07) -> torch.Tensor:
+    """PatchNCE (InfoNCE over patches), one value per query patch, shape (N, P).
+
+    ``query`` and ``key`` (N, P, C) are unit vectors of the same P patch positions of an output
+    and its input; patch i of the output should match patch i of the input (the positive) rather
+    than the other patches of the same image (the negatives). Keys get no gradient.
+    """
+    logits = torch.bmm(query, key.detach().transpose(1, 2)) / temperature  # N, P, P
+    target = torch.arange(query.shape[1], device=query.device).expand(query.shape[0], -1)
+    return F.cross_entropy(logits.transpose(1, 2), target, reduction="none")
+
+
+def kl_to_standard_normal(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
+    """KL(N(mu, exp(logvar)) || N(0, I)), summed over the code and the batch (as the reference)."""
+    return -0.5 * torch.sum(1 + logvar - mu.pow(2) - logvar.exp())

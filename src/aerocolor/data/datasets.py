@@ -77,6 +77,19 @@ def resize_short_side(img: np.ndarray, size: int) -> np.ndarray:
     return np.clip(res, 0.0, 1.0)
 
 
+def random_crop(img: np.ndarray, rng: np.random.Generator, crop_size: int, load_size: int | None,
+                flip: bool, rotate90: bool) -> tuple[np.ndarray, np.ndarray]:
+    """(crop, data mask) of an image: optional resize, random window, flips and rotation, then
+    padding up to ``crop_size`` (the padding is masked out)."""
+    if load_size:
+        img = resize_short_side(img, load_size)
+    top, left, ch, cw = random_window(rng, img.shape[0], img.shape[1], crop_size)
+    img = img[top:top + ch, left:left + cw]
+    mask = nodata_mask(img)
+    img, mask = augment([img, mask], rng, flip, rotate90)
+    return pad_to(img, crop_size), pad_to(mask, crop_size, "constant")
+
+
 Ager = Callable[[np.ndarray, np.random.Generator], np.ndarray]
 
 
@@ -112,14 +125,8 @@ class PairedColorDataset(Dataset):
         return len(self.files)
 
     def load(self, path: Path, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-        img = as_rgb(read_image(path))
-        if self.load_size:
-            img = resize_short_side(img, self.load_size)
-        top, left, ch, cw = random_window(rng, img.shape[0], img.shape[1], self.crop_size)
-        img = img[top:top + ch, left:left + cw]
-        mask = nodata_mask(img)
-        img, mask = augment([img, mask], rng, self.flip, self.rotate90)
-        return pad_to(img, self.crop_size), pad_to(mask, self.crop_size, "constant")
+        return random_crop(as_rgb(read_image(path)), rng, self.crop_size, self.load_size,
+                           self.flip, self.rotate90)
 
     def __getitem__(self, key: tuple[int, int]) -> dict[str, torch.Tensor]:
         epoch, index = key

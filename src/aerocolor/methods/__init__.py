@@ -1,6 +1,10 @@
 """Methods by name. Adding a method: one new file and one import line here."""
 
-from . import pix2pix  # noqa: F401
+from . import (  # noqa: F401 (each import registers a method)
+    cut,
+    cyclegan,
+    pix2pix,
+)
 from .base import METHODS, Method, get_method, register
 
 __all__ = ["METHODS", "Method", "get_method", "register"]

@@ -43,6 +43,11 @@ def unwrap(net: nn.Module) -> nn.Module:
     return getattr(net, "module", net)
 
 
+def parameters_of(nets: list[nn.Module]) -> list[nn.Parameter]:
+    """The parameters of several networks, for one optimizer."""
+    return [p for net in nets for p in net.parameters()]
+
+
 def set_requires_grad(nets: list[nn.Module] | nn.Module, flag: bool) -> None:
     for net in nets if isinstance(nets, list) else [nets]:
         for p in net.parameters():

@@ -1,4 +1,4 @@
-"""Generators: U-Net (any depth) and ResNet (any number of blocks)."""
+"""Generators: U-Net (any depth, optional latent code) and ResNet (any number of blocks)."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from ..config import NetworkConfig
 from .layers import conv_bias, init_weights, norm_layer
 
 UNET_DEPTHS = {"unet_32": 5, "unet_64": 6, "unet_128": 7, "unet_256": 8}
+Z_INJECTIONS = ("input", "all", "middle")
 
 
 def _level_channels(ngf: int, depth: int) -> list[int]:
@@ -22,27 +23,33 @@ class UNetGenerator(nn.Module):
 
     Level 0 is the outermost; the innermost level has no normalisation; levels 4 .. depth-2 use
     dropout (the reference's ngf*8 blocks), so ``depth`` 8 reproduces the reference unet_256.
+
+    With ``nz`` > 0 a latent code z (N, nz), tiled over the image plane, is concatenated to the
+    input of the first level (``input``), of every encoder level (``all``), or only to the
+    bottleneck, the innermost level's output (``middle``).
     """
 
     def __init__(self, in_ch: int, out_ch: int, depth: int = 8, ngf: int = 64,
-                 norm: str = "batch", dropout: bool = True):
+                 norm: str = "batch", dropout: bool = True, nz: int = 0, inject: str = "input"):
         super().__init__()
         if depth < 2:
             raise ValueError(f"U-Net depth must be at least 2, got {depth}")
-        self.depth = depth
+        if inject not in Z_INJECTIONS:
+            raise ValueError(f"unknown z injection {inject!r}: choose {', '.join(Z_INJECTIONS)}")
+        self.depth, self.nz, self.inject = depth, nz, inject
         ch = _level_channels(ngf, depth)
         bias = conv_bias(norm)
         self.down = nn.ModuleList()
         self.up = nn.ModuleList()
         for i in range(depth):
-            c_in = in_ch if i == 0 else ch[i - 1]
+            c_in = (in_ch if i == 0 else ch[i - 1]) + (nz if self._z_at_level(i) else 0)
             layers: list[nn.Module] = [] if i == 0 else [nn.LeakyReLU(0.2, inplace=True)]
             layers.append(nn.Conv2d(c_in, ch[i], 4, 2, 1, bias=bias or i == depth - 1))
             if 0 < i < depth - 1:
                 layers.append(norm_layer(norm, ch[i]))
             self.down.append(nn.Sequential(*layers))
         for i in range(depth):
-            c_in = ch[i] if i == depth - 1 else 2 * ch[i]
+            c_in = ch[i] + (nz if inject == "middle" else 0) if i == depth - 1 else 2 * ch[i]
             if i == 0:
                 layers = [nn.ReLU(inplace=True), nn.ConvTranspose2d(c_in, out_ch, 4, 2, 1), nn.Tanh()]
             else:
@@ -53,15 +60,27 @@ class UNetGenerator(nn.Module):
                     layers.append(nn.Dropout(0.5))
             self.up.append(nn.Sequential(*layers))
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def _z_at_level(self, i: int) -> bool:
+        return self.nz > 0 and (self.inject == "all" or (self.inject == "input" and i == 0))
+
+    def forward(self, x: torch.Tensor, z: torch.Tensor | None = None) -> torch.Tensor:
+        if self.nz and z is None:
+            raise ValueError("this U-Net takes a latent code z")
         skips = []
-        for block in self.down:
-            x = block(x)
+        for i, block in enumerate(self.down):
+            x = block(with_code(x, z) if self._z_at_level(i) else x)
             skips.append(x)
-        x = self.up[-1](skips[-1])
+        bottleneck = skips[-1]
+        x = self.up[-1](with_code(bottleneck, z) if self.nz and self.inject == "middle" else bottleneck)
         for i in range(self.depth - 2, -1, -1):
             x = self.up[i](torch.cat([skips[i], x], dim=1))
         return x
+
+
+def with_code(x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+    """``x`` with the code ``z`` (N, nz) appended as nz constant planes."""
+    planes = z.to(x.dtype).view(*z.shape, 1, 1).expand(-1, -1, *x.shape[-2:])
+    return torch.cat([x, planes], dim=1)
 
 
 class ResnetBlock(nn.Module):
@@ -121,11 +140,16 @@ def size_multiple(cfg: NetworkConfig) -> int:
     return 4
 
 
-def build_generator(cfg: NetworkConfig, in_ch: int, out_ch: int) -> nn.Module:
+def build_generator(cfg: NetworkConfig, in_ch: int, out_ch: int, nz: int = 0,
+                    inject: str = "input") -> nn.Module:
     """Build and initialise a generator by name: unet_128, unet_256, unet (with unet_depth),
-    resnet_6blocks, resnet_9blocks (any resnet_<n>blocks)."""
+    resnet_6blocks, resnet_9blocks (any resnet_<n>blocks). A latent code (``nz`` > 0, injected
+    at ``inject``) needs a U-Net."""
     if cfg.netG.startswith("unet"):
-        net: nn.Module = UNetGenerator(in_ch, out_ch, unet_depth(cfg), cfg.ngf, cfg.norm, cfg.dropout)
+        net: nn.Module = UNetGenerator(in_ch, out_ch, unet_depth(cfg), cfg.ngf, cfg.norm,
+                                       cfg.dropout, nz, inject)
+    elif nz:
+        raise ValueError(f"netG {cfg.netG!r} takes no latent code: choose a U-Net (unet_256, unet)")
     elif (n := _resnet_blocks(cfg.netG)) is not None:
         net = ResnetGenerator(in_ch, out_ch, n, cfg.ngf, cfg.norm, cfg.dropout)
     else:
