@@ -42,3 +42,57 @@ def tiny_checkpoint(shared_data: Path, tmp_path_factory) -> Path:
     }))
     train(cfg, progress=False)
     return out / "last.pt"
+
+
+@pytest.fixture(scope="session")
+def web_models(tiny_checkpoint: Path, tmp_path_factory) -> Path:
+    """A --models folder for the web app holding the tiny model as ``tiny.pt``."""
+    folder = tmp_path_factory.mktemp("web_models")
+    (folder / "tiny.pt").symlink_to(tiny_checkpoint)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def start_web_server(web_models: Path, tmp_path_factory):
+    """Starts ``aerocolor serve`` on a free loopback port (extra CLI options allowed); returns
+    its base URL. Every server started is stopped at the end of the session."""
+    import socket
+    import subprocess
+    import sys
+    import time
+
+    import httpx
+
+    procs = []
+
+    def start(*options: str) -> str:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        log = tmp_path_factory.mktemp("web_server") / "server.log"
+        command = [sys.executable, "-m", "aerocolor", "serve", "--models", str(web_models),
+                   "--port", str(port), "--device", "cpu", *options]
+        proc = subprocess.Popen(command, stdout=log.open("w"), stderr=subprocess.STDOUT)
+        procs.append(proc)
+        url = f"http://127.0.0.1:{port}"
+        for _ in range(300):
+            if proc.poll() is not None:
+                raise RuntimeError(f"aerocolor serve exited: {log.read_text()}")
+            try:
+                if httpx.get(f"{url}/api/health", timeout=1).status_code == 200:
+                    return url
+            except httpx.TransportError:
+                time.sleep(0.2)
+        raise RuntimeError(f"aerocolor serve did not answer: {log.read_text()}")
+
+    yield start
+    for proc in procs:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
+@pytest.fixture(scope="session")
+def web_server(start_web_server) -> str:
+    """The session's one web app (tiny model, plus the bundled model where present), with a
+    2 MB upload limit and a 4 megapixel limit so the limits can be tested with small files."""
+    return start_web_server("--max-upload-mb", "2", "--max-megapixels", "4")

@@ -214,9 +214,9 @@ def models(request: Request) -> list[ModelInfo]:
 @router.post("/jobs", status_code=202, response_model=JobInfo, responses=ERRORS)
 async def create_job(
     request: Request,
-    image: UploadFile = File(..., description="PNG, JPEG, TIFF or GeoTIFF; colour is converted to gray"),
-    model: str | None = Form(None, description="model id from /api/models (default: the default model)"),
-    samples: int = Form(1, description="how many different colourings (multimodal models only)"),
+    image: UploadFile = File(..., description="PNG, JPEG, TIFF or GeoTIFF; colour becomes gray"),
+    model: str | None = Form(None, description="a model id from /api/models (default: default)"),
+    samples: int = Form(1, description="how many different colourings (multimodal models)"),
 ) -> JobInfo:
     """Upload an image and queue its colorization; poll the job until its state is done."""
     web = context(request)

@@ -48,7 +48,8 @@ def find_checkpoints(models_dir: Path | None, with_default: bool) -> list[tuple[
         found.append((DEFAULT_ID, default_model_path()))
     if models_dir is not None:
         if not models_dir.is_dir():
-            raise AerocolorError(f"{models_dir}: no such folder; give --models a folder of .pt files")
+            raise AerocolorError(f"{models_dir}: no such folder; "
+                                 "give --models a folder of .pt files")
         found += [(p.name, p) for p in sorted(models_dir.iterdir())
                   if p.suffix.lower() in CKPT_SUFFIXES and p.is_file()]
     return found

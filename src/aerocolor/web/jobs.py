@@ -96,7 +96,8 @@ class JobStore:
 
     def retry_after(self) -> int:
         """Seconds until a queue slot is likely free: the queue's work spread over the workers."""
-        mean = (sum(self._durations) / len(self._durations)) if self._durations else FIRST_GUESS_SECONDS
+        runs = list(self._durations) or [FIRST_GUESS_SECONDS]
+        mean = sum(runs) / len(runs)
         return max(1, math.ceil(mean * (self._queue.qsize() + 1) / self.workers))
 
     def check_room(self) -> None:
@@ -131,7 +132,9 @@ class JobStore:
         return len(expired)
 
     def expires_in(self, job: Job) -> float | None:
-        return None if job.finished is None else max(0.0, job.finished + self.keep_seconds - time.time())
+        if job.finished is None:
+            return None
+        return max(0.0, job.finished + self.keep_seconds - time.time())
 
     def close(self) -> None:
         self._stop.set()
@@ -153,7 +156,8 @@ class JobStore:
                 job.error, job.state = str(e), FAILED
             except Exception as e:  # a worker must survive any failure of one job
                 log.exception("job %s failed", job.id)
-                job.error, job.state = f"colorizing failed ({type(e).__name__}); see the server log", FAILED
+                job.error = f"colorizing failed ({type(e).__name__}); see the server log"
+                job.state = FAILED
             self._durations.append(time.monotonic() - start)
             job.finished = time.time()
 

@@ -82,6 +82,9 @@ def pixel_size(path: Path, name: str) -> tuple[int, int]:
                     return src.width, src.height
         with Image.open(path) as im:
             return im.size
+    except Image.DecompressionBombError:  # PIL's own guard fires first on absurd sizes
+        raise UploadError(f"{name}: far more pixels than this server accepts; "
+                          "crop or downscale the image", 413) from None
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as e:
         raise UploadError(f"{name}: the file is corrupt or truncated ({type(e).__name__}); "
                           f"give a valid {FORMATS} file", 422) from None
