@@ -102,7 +102,7 @@ def load_val_set(folders: list[str], limit: int) -> list[tuple[np.ndarray, np.nd
 def validate(method: Method, val_set, device: torch.device, config: Config) -> float:
     """Mean CIEDE2000 of the colorized gray versions against their colour truth."""
     was_training = method.training
-    colorizer = Colorizer(method, config, device)
+    colorizer = Colorizer.from_method(method, config, device)
     scores = [mean_ciede2000(colorizer.colorize(g), rgb, m) for g, rgb, m in val_set]
     method.train(was_training)
     return float(np.nanmean(scores))
@@ -159,6 +159,7 @@ def train(cfg: Config, resume: bool = True, until_step: int | None = None, progr
     loader = torch.utils.data.DataLoader(
         dataset, batch_sampler=sampler, num_workers=cfg.data.num_workers,
         pin_memory=device.type == "cuda", persistent_workers=cfg.data.num_workers > 0,
+        generator=torch.Generator().manual_seed(t.seed),  # keeps the global RNG untouched for exact resume
     )
     val_set = load_val_set(cfg.data.val, cfg.data.val_max_images) if cfg.data.val and dd.main else []
     writer = _tensorboard(out) if dd.main else None

@@ -1,0 +1,139 @@
+"""Training on real images: loss falls, exact resume, atomic checkpoints, validation, DDP."""
+
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from aerocolor.checkpoint import load_checkpoint, save_checkpoint
+from aerocolor.color import net_input, net_target
+from aerocolor.config import load_config
+from aerocolor.data.datasets import PairedColorDataset
+from aerocolor.losses import masked_l1
+from aerocolor.methods import get_method
+from aerocolor.train import train
+
+from conftest import ROOT, tiny_overrides
+
+
+def _cfg(shared, out, steps, **extra):
+    extra.setdefault("data.train", f"[{shared / 'color/train/aid'}]")
+    return load_config(None, tiny_overrides(out, steps, **extra))
+
+
+def _fixed_batch(cfg):
+    ds = PairedColorDataset(cfg.data.train, 64, seed=123)
+    items = [ds[(0, i)] for i in range(0, 400, 50)]
+    return {k: torch.stack([it[k] for it in items]) for k in items[0]}
+
+
+def _l1(method, batch):
+    method.eval()
+    with torch.no_grad():
+        out = method.generate(net_input(batch["gray"], method.mode))
+    return masked_l1(out, net_target(batch["rgb"], method.mode), batch["mask"]).item()
+
+
+def test_tiny_pix2pix_learns_on_real_images(shared_data, tmp_path):
+    # a short budget, so a higher generator learning rate than the research default
+    cfg = _cfg(shared_data, tmp_path, 40, **{"train.seed": 0, "optim.batch_size": 4,
+                                             "optim.lr_G": 1e-3, "model.nets.norm": "instance"})
+    batch = _fixed_batch(cfg)
+    torch.manual_seed(cfg.train.seed)
+    before = _l1(get_method("pix2pix")(cfg.model), batch)
+    train(cfg, progress=False)
+    ckpt = load_checkpoint(tmp_path / "last.pt")
+    trained = get_method("pix2pix")(cfg.model)
+    trained.load_nets_state(ckpt["nets"])
+    after = _l1(trained, batch)
+    assert ckpt["step"] == 40
+    assert after <= 0.8 * before, (before, after)
+
+
+def _weights(path):
+    ckpt = load_checkpoint(path)
+    return ckpt, {f"{n}.{k}": v for n, sd in ckpt["nets"].items() for k, v in sd.items()}
+
+
+def test_resume_continues_exactly(shared_data, tmp_path):
+    extra = {"model.nets.dropout": True, "train.seed": 3}  # dropout draws random numbers
+    straight = _cfg(shared_data, tmp_path / "straight", 8, **extra)
+    train(straight, progress=False)
+    halves = _cfg(shared_data, tmp_path / "halves", 8, **extra)
+    train(halves, progress=False, until_step=4)
+    assert load_checkpoint(tmp_path / "halves/last.pt")["step"] == 4
+    torch.manual_seed(999)  # a resumed process starts with other random state
+    train(halves, progress=False)
+    a, wa = _weights(tmp_path / "straight/last.pt")
+    b, wb = _weights(tmp_path / "halves/last.pt")
+    assert b["step"] == 8 and wa.keys() == wb.keys()
+    for k in wa:
+        assert torch.allclose(wa[k].float(), wb[k].float(), atol=1e-6), k
+    assert a["optimizers"]["G"]["state"][0]["step"] == b["optimizers"]["G"]["state"][0]["step"]
+
+
+def test_resume_refuses_a_different_model(shared_data, tmp_path):
+    from aerocolor.errors import ConfigError
+
+    train(_cfg(shared_data, tmp_path, 2), progress=False)
+    with pytest.raises(ConfigError, match="another model config"):
+        train(_cfg(shared_data, tmp_path, 4, **{"model.nets.ngf": 16}), progress=False)
+
+
+def test_checkpoint_write_is_atomic(tmp_path, monkeypatch):
+    path = tmp_path / "last.pt"
+    save_checkpoint(path, {"config": {}, "nets": {}, "step": 1})
+
+    def crash(obj, f, *a, **k):
+        with open(f, "wb") as fh:
+            fh.write(b"half a checkpoint")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(torch, "save", crash)
+    with pytest.raises(KeyboardInterrupt):
+        save_checkpoint(path, {"config": {}, "nets": {}, "step": 2})
+    assert torch.load(path, weights_only=True)["step"] == 1
+    assert [p.name for p in tmp_path.iterdir()] == ["last.pt"]
+
+
+def test_validation_keeps_the_best_checkpoint(shared_data, tmp_path):
+    cfg = _cfg(shared_data, tmp_path, 6, **{
+        "data.val": f"[{shared_data / 'color/val/aid'}]", "data.val_max_images": 3,
+        "train.val_every": 3, "model.color_mode": "lab",
+    })
+    train(cfg, progress=False)
+    last = load_checkpoint(tmp_path / "last.pt")
+    assert set(last["metrics"]) == {"3", "6"}
+    best_step = min(last["metrics"], key=last["metrics"].get)
+    assert load_checkpoint(tmp_path / "best.pt")["step"] == int(best_step)
+    assert all(0 < v < 100 for v in last["metrics"].values())
+    assert (tmp_path / "losses.csv").read_text().startswith("step,D,G_GAN,G_L1")
+
+
+def test_wgangp_and_hinge_objectives_train(shared_data, tmp_path):
+    for mode in ("wgangp", "hinge", "lsgan"):
+        cfg = _cfg(shared_data, tmp_path / mode, 3, **{"model.gan_mode": mode, "model.nets.norm": "instance"})
+        train(cfg, progress=False)
+        lines = (tmp_path / mode / "losses.csv").read_text().splitlines()
+        assert all(v not in lines[-1] for v in ("nan", "inf"))
+
+
+def test_ddp_two_processes_equal_one_process_with_double_batch(shared_data, tmp_path):
+    """torchrun with 2 gloo processes (batch 1 each) == 1 process with batch 2."""
+    extra = {"model.nets.norm": "instance", "model.nets.dropout": False, "train.seed": 5}
+    single = _cfg(shared_data, tmp_path / "single", 4, **extra, **{"optim.batch_size": 2})
+    train(single, progress=False)
+    args = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
+            "--master_port", "0", "-m", "aerocolor", "train", "-q"]
+    for s in tiny_overrides(tmp_path / "ddp", 4, **extra, **{"data.train": f"[{shared_data / 'color/train/aid'}]"}):
+        args += ["--set", s]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT / "src")}
+    res = subprocess.run(args, capture_output=True, text=True, timeout=300, env=env)
+    assert res.returncode == 0, res.stderr[-3000:]
+    _, wa = _weights(tmp_path / "single/last.pt")
+    b, wb = _weights(tmp_path / "ddp/last.pt")
+    assert b["step"] == 4
+    for k in wa:
+        assert torch.allclose(wa[k], wb[k], atol=1e-5), k
