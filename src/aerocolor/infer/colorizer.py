@@ -1,17 +1,25 @@
-"""One inference path for every input: gray array in, colour array out, tiled and blended.
+"""One inference path for every input: gray in, colour out, tiled, blended and streamed.
 
-Large inputs are split into overlapping tiles whose raw network outputs (RGB, or ab in ``lab``
-mode) are blended with feather weights before the conversion to colour, so there are no seams;
-in ``lab`` mode the blended ab is joined with the full-resolution L* of the input.
+A gray source (an array in memory, or a raster read window by window) is cut into overlapping
+tiles. The raw network outputs (RGB, or ab in ``lab`` mode) are blended with feather weights
+that are zero in a margin along each tile edge facing a neighbour (cropping the network's edge
+effects) and ramp smoothly across the rest of the overlap. Rows of finished output are handed on
+as soon as no later tile can touch them, so memory is bounded by one strip of tiles however
+large the input. Instance-normalised networks see the same normalisation statistics in every
+tile (gathered over tiles spread across the whole input first), so an area gets the same colour
+whichever tile it fell in.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from importlib import resources
 from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn as nn
 import torch.nn.functional as F
 
 from ..checkpoint import checkpoint_config, load_checkpoint
@@ -22,6 +30,12 @@ from ..methods import Method, get_method
 
 DEFAULT_TILE = 512
 DEFAULT_OVERLAP = 64
+DEFAULT_BATCH = 4
+NORM_SAMPLE_TILES = 64  # tiles spread over the input from which shared norm statistics come
+COLOUR_CHUNK = 2048  # columns converted to colour at a time, to bound memory on wide rasters
+
+# read(top, left, height, width) -> gray float32 array in [0, 1]
+GrayReader = Callable[[int, int, int, int], np.ndarray]
 
 
 def default_model_path() -> Path:
@@ -33,7 +47,8 @@ def pick_device(name: str = "auto") -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name.startswith("cuda") and not torch.cuda.is_available():
-        raise CheckpointError(f"device {name!r} asked for, but no CUDA GPU is available; use --device cpu")
+        raise CheckpointError(
+            f"device {name!r} asked for, but no CUDA GPU is available; use --device cpu")
     return torch.device(name)
 
 
@@ -47,106 +62,293 @@ def pad_to_multiple(x: torch.Tensor, multiple: int) -> tuple[torch.Tensor, int, 
     return F.pad(x, (0, pw, 0, ph), mode=mode), h, w
 
 
+def tile_starts(n: int, tile: int, overlap: int) -> list[int]:
+    """Starts of tiles of length ``tile`` covering ``n`` pixels, overlapping by at least
+    ``overlap``; the last one is shifted inwards to end at the border."""
+    if n <= tile:
+        return [0]
+    step = max(1, tile - overlap)
+    return sorted(set(range(0, n - tile, step)) | {n - tile})
+
+
 def tile_windows(h: int, w: int, tile: int, overlap: int) -> list[tuple[int, int, int, int]]:
-    """Windows (top, left, height, width) covering an HxW image, neighbours overlapping by at
-    least ``overlap`` pixels; the last row/column is shifted inwards to end at the border."""
+    """Windows (top, left, height, width) covering an HxW image, row by row."""
+    return [(t, lft, min(tile, h), min(tile, w))
+            for t in tile_starts(h, tile, overlap) for lft in tile_starts(w, tile, overlap)]
 
-    def starts(n: int) -> list[int]:
-        if n <= tile:
-            return [0]
-        step = max(1, tile - overlap)
-        s = list(range(0, n - tile, step)) + [n - tile]
-        return sorted(set(s))
 
-    return [(t, lft, min(tile, h), min(tile, w)) for t in starts(h) for lft in starts(w)]
+def default_margin(overlap: int) -> int:
+    return overlap // 4
+
+
+def feather_ramp(n: int, overlap: int, margin: int, lo_open: bool, hi_open: bool) -> np.ndarray:
+    """1-D weights: zero for ``margin`` pixels at each open end, then a smoothstep up to 1 by
+    ``overlap`` pixels in; closed ends (the image border) stay 1. Two neighbours overlapping by
+    exactly ``overlap`` get weights that add up to 1."""
+    k = min(overlap, n // 2)
+    m = min(margin, max(0, (k - 1) // 2))
+    d = np.arange(n, dtype=np.float32) + 0.5
+    r = np.ones(n, np.float32)
+    if k == 0:
+        return r
+    for is_open, dist in ((lo_open, d), (hi_open, n - d)):
+        if is_open:
+            u = np.clip((dist - m) / (k - 2 * m), 0.0, 1.0)
+            r = np.minimum(r, u * u * (3 - 2 * u))
+    return r
 
 
 def feather_weights(th: int, tw: int, overlap: int, at_top: bool, at_left: bool, at_bottom: bool,
-                    at_right: bool) -> np.ndarray:
-    """Weights that ramp from ~0 to 1 across ``overlap`` pixels on each side that touches a
-    neighbouring tile, and stay 1 at the image border."""
+                    at_right: bool, margin: int | None = None) -> np.ndarray:
+    """Weights of a tile: feathered on each side that touches a neighbouring tile, 1 at the
+    image border."""
+    m = default_margin(overlap) if margin is None else margin
+    return np.outer(feather_ramp(th, overlap, m, not at_top, not at_bottom),
+                    feather_ramp(tw, overlap, m, not at_left, not at_right))
 
-    def ramp(n: int, lo_open: bool, hi_open: bool) -> np.ndarray:
-        r = np.ones(n, np.float32)
-        k = min(overlap, n // 2)
-        if k > 0:
-            up = (np.arange(k, dtype=np.float32) + 0.5) / k
-            if lo_open:
-                r[:k] = np.minimum(r[:k], up)
-            if hi_open:
-                r[n - k:] = np.minimum(r[n - k:], up[::-1])
-        return r
 
-    return np.outer(ramp(th, not at_top, not at_bottom), ramp(tw, not at_left, not at_right))
+def spread_sample(items: list, n: int) -> list:
+    """At most ``n`` items spread evenly over the list."""
+    if len(items) <= n:
+        return items
+    return [items[i] for i in np.linspace(0, len(items) - 1, n).round().astype(int)]
+
+
+def instance_norms(net: nn.Module) -> list[nn.modules.instancenorm._InstanceNorm]:
+    return [m for m in net.modules() if isinstance(m, nn.modules.instancenorm._InstanceNorm)
+            and not m.track_running_stats]
+
+
+@contextmanager
+def recorded_norm_stats(norms: list[nn.Module]) -> Iterator[dict[nn.Module, list]]:
+    """Accumulate, for each instance norm, the per-channel sums of its inputs over all calls."""
+    sums: dict[nn.Module, list] = {}
+
+    def record(module, args):
+        x = args[0].detach().double()
+        s = sums.setdefault(module, [0.0, 0.0, 0])
+        s[0] = s[0] + x.sum(dim=(0, 2, 3))
+        s[1] = s[1] + (x * x).sum(dim=(0, 2, 3))
+        s[2] += x.shape[0] * x.shape[2] * x.shape[3]
+
+    handles = [m.register_forward_pre_hook(record) for m in norms]
+    try:
+        yield sums
+    finally:
+        for h in handles:
+            h.remove()
+
+
+NormStats = dict[nn.Module, tuple[torch.Tensor, torch.Tensor]]
+
+
+def norm_stats_from_sums(sums: dict[nn.Module, list]) -> NormStats:
+    """Per-channel mean and (biased) variance from recorded sums."""
+    stats = {}
+    for module, (s1, s2, n) in sums.items():
+        mean = s1 / n
+        stats[module] = (mean.float(), (s2 / n - mean * mean).clamp(min=0).float())
+    return stats
+
+
+@contextmanager
+def shared_norm_stats(stats: NormStats) -> Iterator[None]:
+    """Instance norms normalise with the given statistics instead of each input's own."""
+    for m, (mean, var) in stats.items():
+        m.running_mean, m.running_var, m.track_running_stats = mean, var, True
+    try:
+        yield
+    finally:
+        for m in stats:
+            m.running_mean, m.running_var, m.track_running_stats = None, None, False
+
+
+def z_dim(method: Method) -> int:
+    """Length of a multimodal method's latent code (0 for the others)."""
+    if not method.multimodal:
+        return 0
+    for n in (getattr(method, "nz", None), getattr(method.opts, "nz", None),
+              method.cfg.options.get("nz")):
+        if n:
+            return int(n)
+    raise CheckpointError(f"method {method.name!r} is multimodal but names no latent size (nz)")
+
+
+class TorchGenerator:
+    """A method's generator: gray in [0, 1] (N,1,H,W) -> raw output, with torch."""
+
+    def __init__(self, method: Method, device: torch.device):
+        self.method = method.to(device).eval()
+        self.device = device
+        self.mode = method.mode
+        self.size_multiple = method.size_multiple
+        self.out_channels = method.out_channels
+        self.multimodal = method.multimodal
+        self.z_dim = z_dim(method)
+        self.norms = instance_norms(method)
+
+    def __call__(self, gray: torch.Tensor, z: torch.Tensor | None) -> torch.Tensor:
+        return self.method.generate(net_input(gray, self.mode), z)
 
 
 class Colorizer:
-    """A trained generator ready for inference (eval mode, no gradients)."""
+    """A trained generator ready for inference (eval mode, no gradients).
 
-    def __init__(self, method: Method, config: Config, device: torch.device, source: str = ""):
-        self.method = method.to(device).eval()
+    ``generator`` maps gray (N,1,H,W) in [0, 1] to the raw output; it is a method's torch
+    generator or an ONNX model run by onnxruntime (see :mod:`aerocolor.infer.onnx`).
+    """
+
+    def __init__(self, generator, config: Config, device: torch.device, source: str = ""):
+        self.generator = generator
         self.config = config
         self.device = device
         self.source = source
 
     @classmethod
-    def load(cls, path: str | Path | None = None, device: str = "auto") -> Colorizer:
+    def load(cls, path: str | Path | None = None, device: str = "auto",
+             backend: str = "auto") -> Colorizer:
+        """Load a checkpoint (``.pt``) or an exported ONNX model (``.onnx``); ``backend`` is
+        ``torch``, ``onnx`` (a checkpoint is exported on the fly) or ``auto`` (by file type)."""
         path = Path(path) if path is not None else default_model_path()
         if not path.is_file() and path == default_model_path():
             raise CheckpointError(
-                "no bundled model in this install; give a checkpoint (aerocolor colorize -m CKPT ...)"
-            )
-        ckpt = load_checkpoint(path)
-        config = checkpoint_config(ckpt, str(path))
-        method = get_method(config.model.method)(config.model, training=False)
-        try:
-            method.load_nets_state({k: v for k, v in ckpt["nets"].items() if k in method.inference_nets})
-        except RuntimeError as e:
-            raise CheckpointError(f"{path}: weights do not match its config ({e})") from None
-        method.float()
-        return cls(method, config, pick_device(device), str(path))
+                "no bundled model in this install; give a checkpoint "
+                "(aerocolor colorize -m CKPT ...)")
+        if backend not in ("auto", "torch", "onnx"):
+            raise CheckpointError(f"unknown backend {backend!r}: choose torch, onnx or auto")
+        if path.suffix.lower() == ".onnx" or backend == "onnx":
+            if path.suffix.lower() == ".onnx" and backend == "torch":
+                raise CheckpointError(f"{path}: an ONNX model runs with --backend onnx, not torch")
+            from .onnx import load_onnx_colorizer
+
+            return load_onnx_colorizer(path, device)
+        return cls.from_method(*load_method(path), device, str(path))
+
+    @classmethod
+    def from_method(cls, method: Method, config: Config, device: str | torch.device = "cpu",
+                    source: str = "") -> Colorizer:
+        dev = device if isinstance(device, torch.device) else pick_device(device)
+        return cls(TorchGenerator(method, dev), config, dev, source)
+
+    @property
+    def method(self) -> Method | None:
+        """The torch method (None for an ONNX model)."""
+        return getattr(self.generator, "method", None)
 
     @property
     def mode(self) -> str:
-        return self.method.mode
+        return self.generator.mode
 
     @property
     def multimodal(self) -> bool:
-        return self.method.multimodal
+        return self.generator.multimodal
+
+    def latent(self, z: torch.Tensor | None) -> torch.Tensor | None:
+        """The latent code of a multimodal method: the given one, or the prior's mean (zeros),
+        the same for every tile so that the colours agree."""
+        if not self.multimodal or z is not None:
+            return z
+        return torch.zeros(1, self.generator.z_dim, device=self.device)
 
     @torch.no_grad()
     def raw_output(self, gray: torch.Tensor, z: torch.Tensor | None = None) -> torch.Tensor:
         """(N,1,H,W) gray in [0, 1] on the device -> raw generator output of the same size."""
-        x, h, w = pad_to_multiple(net_input(gray, self.mode), self.method.size_multiple)
-        return self.method.generate(x, z)[..., :h, :w].float()
+        g, h, w = pad_to_multiple(gray, self.generator.size_multiple)
+        return self.generator(g, z)[..., :h, :w].float()
 
     def colorize(self, gray: np.ndarray, tile: int = DEFAULT_TILE, overlap: int = DEFAULT_OVERLAP,
-                 z: torch.Tensor | None = None, batch_size: int = 4,
+                 z: torch.Tensor | None = None, batch_size: int = DEFAULT_BATCH,
                  progress=None) -> np.ndarray:
         """Gray HxW float array in [0, 1] -> colour HxWx3 float array in [0, 1]."""
         if gray.ndim != 2:
             raise ValueError(f"colorize takes a 2-D gray array, got shape {gray.shape}")
-        g = torch.from_numpy(np.ascontiguousarray(gray, dtype=np.float32))[None, None].to(self.device)
-        out = self.blend_tiles(g, tile, overlap, z, batch_size, progress)
-        return rgb_from_output(out, g, self.mode)[0].permute(1, 2, 0).cpu().numpy()
+        gray = np.asarray(gray, dtype=np.float32)
+        out = np.empty(gray.shape + (3,), np.float32)
+        for top, g, raw in self.blend_tiles(array_reader(gray), *gray.shape, tile, overlap, z,
+                                            batch_size, progress):
+            out[top:top + g.shape[-2]] = self.colour(raw, g)
+        return out
 
-    def blend_tiles(self, g: torch.Tensor, tile: int, overlap: int, z: torch.Tensor | None,
-                    batch_size: int, progress=None) -> torch.Tensor:
-        h, w = g.shape[-2:]
+    def colour(self, raw: torch.Tensor, gray: torch.Tensor) -> np.ndarray:
+        """Blended raw output and its gray rows (1,C,h,W) -> colour hxWx3, converted a few
+        columns at a time."""
+        cols = [slice(c, c + COLOUR_CHUNK) for c in range(0, gray.shape[-1], COLOUR_CHUNK)]
+        parts = [rgb_from_output(raw[..., c], gray[..., c], self.mode) for c in cols]
+        return torch.cat(parts, dim=-1)[0].permute(1, 2, 0).cpu().numpy()
+
+    def gray_tensor(self, arr: np.ndarray) -> torch.Tensor:
+        t = torch.from_numpy(np.ascontiguousarray(arr, dtype=np.float32))
+        return t[None, None].to(self.device)
+
+    @torch.no_grad()
+    def norm_stats(self, read: GrayReader, windows: list[tuple[int, int, int, int]],
+                   z: torch.Tensor | None) -> NormStats:
+        """Instance-norm statistics over tiles spread across the whole input."""
+        norms = getattr(self.generator, "norms", [])
+        if not norms or len(windows) < 2:
+            return {}
+        with recorded_norm_stats(norms) as sums:
+            for win in spread_sample(windows, NORM_SAMPLE_TILES):
+                self.raw_output(self.gray_tensor(read(*win)), z)
+        return norm_stats_from_sums(sums)
+
+    @torch.no_grad()
+    def blend_tiles(self, read: GrayReader, h: int, w: int, tile: int = DEFAULT_TILE,
+                    overlap: int = DEFAULT_OVERLAP, z: torch.Tensor | None = None,
+                    batch_size: int = DEFAULT_BATCH, progress=None
+                    ) -> Iterator[tuple[int, torch.Tensor, torch.Tensor]]:
+        """Yield ``(top, gray_rows, raw_rows)``: finished rows of the blended raw output, top to
+        bottom, with their gray (both (1,C,rows,W) on the device)."""
+        if overlap >= tile and max(h, w) > tile:
+            raise ValueError(f"overlap ({overlap}) must be smaller than the tile ({tile})")
+        z = self.latent(z)
         windows = tile_windows(h, w, tile, overlap)
-        if len(windows) == 1:
-            return self.raw_output(g, z)
-        acc = torch.zeros(1, self.method.out_channels, h, w, device=self.device)
-        wsum = torch.zeros(1, 1, h, w, device=self.device)
-        for i in range(0, len(windows), batch_size):
-            chunk = windows[i:i + batch_size]
-            crops = torch.cat([g[..., t:t + th, lft:lft + tw] for t, lft, th, tw in chunk])
-            outs = self.raw_output(crops, None if z is None else z.expand(len(chunk), -1))
-            for (t, lft, th, tw), o in zip(chunk, outs):
-                wt = torch.from_numpy(feather_weights(th, tw, overlap, t == 0, lft == 0,
-                                                      t + th == h, lft + tw == w)).to(self.device)
-                acc[..., t:t + th, lft:lft + tw] += o * wt
-                wsum[..., t:t + th, lft:lft + tw] += wt
-            if progress is not None:
-                progress(len(chunk))
-        return acc / wsum.clamp(min=1e-6)
+        tops, lefts = tile_starts(h, tile, overlap), tile_starts(w, tile, overlap)
+        th, tw = min(tile, h), min(tile, w)
+        weights: dict[tuple[bool, ...], torch.Tensor] = {}
+        with shared_norm_stats(self.norm_stats(read, windows, z)):
+            buf_top, gray = 0, self.gray_tensor(np.zeros((0, w), np.float32))
+            acc = torch.zeros(1, self.generator.out_channels, 0, w, device=self.device)
+            wsum = torch.zeros(1, 1, 0, w, device=self.device)
+            for i, t in enumerate(tops):
+                have = buf_top + gray.shape[-2]
+                new = self.gray_tensor(read(have, 0, t + th - have, w))
+                gray = torch.cat([gray, new], dim=-2)
+                acc = torch.cat([acc, acc.new_zeros(1, acc.shape[1], new.shape[-2], w)], dim=-2)
+                wsum = torch.cat([wsum, wsum.new_zeros(1, 1, new.shape[-2], w)], dim=-2)
+                r = t - buf_top
+                for j in range(0, len(lefts), batch_size):
+                    chunk = lefts[j:j + batch_size]
+                    crops = torch.cat([gray[..., r:r + th, lft:lft + tw] for lft in chunk])
+                    outs = self.raw_output(crops, None if z is None else z.expand(len(chunk), -1))
+                    for lft, o in zip(chunk, outs, strict=True):
+                        edges = (t == 0, lft == 0, t + th == h, lft + tw == w)
+                        if edges not in weights:
+                            weights[edges] = torch.from_numpy(
+                                feather_weights(th, tw, overlap, *edges)).to(self.device)
+                        acc[..., r:r + th, lft:lft + tw] += o * weights[edges]
+                        wsum[..., r:r + th, lft:lft + tw] += weights[edges]
+                    if progress is not None:
+                        progress(len(chunk))
+                done = (tops[i + 1] if i + 1 < len(tops) else h) - buf_top
+                blended = acc[..., :done, :] / wsum[..., :done, :].clamp(min=1e-6)
+                yield buf_top, gray[..., :done, :], blended
+                gray, acc, wsum = gray[..., done:, :], acc[..., done:, :], wsum[..., done:, :]
+                buf_top += done
+
+
+def array_reader(gray: np.ndarray) -> GrayReader:
+    return lambda t, lft, hh, ww: gray[t:t + hh, lft:lft + ww]
+
+
+def load_method(path: Path) -> tuple[Method, Config]:
+    """Build a checkpoint's method (inference networks only) in eval-ready float32."""
+    ckpt = load_checkpoint(path)
+    config = checkpoint_config(ckpt, str(path))
+    method = get_method(config.model.method)(config.model, training=False)
+    try:
+        method.load_nets_state({k: v for k, v in ckpt["nets"].items()
+                                if k in method.inference_nets})
+    except RuntimeError as e:
+        raise CheckpointError(f"{path}: weights do not match its config ({e})") from None
+    return method.float().eval(), config

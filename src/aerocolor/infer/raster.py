@@ -1,0 +1,282 @@
+"""Colorizing georeferenced rasters of any size, streamed window by window with rasterio.
+
+The gray raster is read in strips through the colorizer's tile blending (see
+:mod:`aerocolor.infer.colorizer`), and each finished strip is written straight to a tiled,
+compressed GeoTIFF (or a Cloud Optimized GeoTIFF with overviews) that keeps the input's CRS,
+transform, nodata and mask. Memory stays bounded by a strip of tiles, whatever the raster's size.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import warnings
+from collections.abc import Iterator
+from contextlib import ExitStack
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import rasterio
+import torch
+from rasterio.enums import MaskFlags, Resampling
+from rasterio.errors import NotGeoreferencedWarning, RasterioIOError
+from rasterio.vrt import WarpedVRT
+from rasterio.windows import Window
+from tqdm import tqdm
+
+from ..color import gray_from_rgb
+from ..errors import AerocolorError, ImageReadError
+from ..imageio import atomic_write
+from .colorizer import DEFAULT_BATCH, DEFAULT_OVERLAP, DEFAULT_TILE, Colorizer, tile_windows
+
+RASTER_SUFFIXES = (".tif", ".tiff", ".jp2", ".j2k", ".vrt", ".img")
+STRETCH_SAMPLE = 1024  # longest side of the decimated read that percentile stretches come from
+BLOCK = 512  # output GeoTIFF tile size
+FINISH_ROWS = 512  # rows per block when resampling the result back to the input grid
+
+
+@dataclass(frozen=True)
+class RasterOptions:
+    """How a raster is read and written."""
+
+    band: int | None = None  # 1-based; None: luminance of bands 1-3 when there are 3+, else band 1
+    stretch: str = "auto"  # auto (percentiles for data deeper than 8 bits), percentile, none
+    percentiles: tuple[float, float] = (0.5, 99.5)
+    cog: bool = False
+    match_resolution: bool = False
+    tile: int = DEFAULT_TILE
+    overlap: int = DEFAULT_OVERLAP
+    batch_size: int = DEFAULT_BATCH
+    compress: str = "deflate"
+
+
+def is_raster(path: Path) -> bool:
+    return path.suffix.lower() in RASTER_SUFFIXES
+
+
+def raster_output_path(path: Path, out_dir: Path, suffix: str = "_color") -> Path:
+    return out_dir / f"{path.stem}{suffix}.tif"
+
+
+class GrayRaster:
+    """Windowed gray reads of a raster: the chosen band or the luminance of bands 1-3, scaled
+    to [0, 1] (full range for 8-bit, a percentile stretch otherwise), nodata filled with the
+    raster's median gray so that it does not pull the colours of its neighbours."""
+
+    def __init__(self, src, opts: RasterOptions, name: str):
+        self.src, self.name = src, name
+        if opts.band is not None and not 1 <= opts.band <= src.count:
+            raise AerocolorError(f"{name}: no band {opts.band} (it has {src.count}); "
+                                 f"choose --band 1..{src.count}")
+        self.bands = [opts.band] if opts.band else ([1, 2, 3] if src.count >= 3 else [1])
+        self.lo, self.hi = self._value_range(opts)
+        sample = self._sample()
+        self.fill = float(np.median(sample.compressed())) if sample.count() else 0.5
+
+    def _value_range(self, opts: RasterOptions) -> tuple[float, float]:
+        dtype = np.dtype(self.src.dtypes[self.bands[0] - 1])
+        if opts.stretch not in ("auto", "percentile", "none"):
+            raise AerocolorError(
+                f"unknown stretch {opts.stretch!r}: choose auto, percentile or none")
+        if opts.stretch == "percentile" or (opts.stretch == "auto" and dtype != np.uint8):
+            values = self._sample_bands().compressed()
+            if values.size == 0:
+                raise AerocolorError(f"{self.name}: no valid pixels (all nodata)")
+            lo, hi = np.percentile(values, opts.percentiles)
+            return float(lo), float(max(hi, lo + 1e-6))
+        if np.issubdtype(dtype, np.integer):
+            info = np.iinfo(dtype)
+            return float(max(info.min, 0)), float(info.max)
+        return 0.0, 1.0
+
+    def _sample_bands(self) -> np.ma.MaskedArray:
+        scale = max(1.0, max(self.src.height, self.src.width) / STRETCH_SAMPLE)
+        shape = (len(self.bands), max(1, round(self.src.height / scale)),
+                 max(1, round(self.src.width / scale)))
+        return self.src.read(self.bands, out_shape=shape, masked=True,
+                             resampling=Resampling.nearest).astype(np.float32)
+
+    def _sample(self) -> np.ma.MaskedArray:
+        data = self._sample_bands()
+        gray = self._to_gray(data.filled(self.lo))
+        return np.ma.masked_array(gray, mask=np.ma.getmaskarray(data).any(axis=0))
+
+    def _to_gray(self, data: np.ndarray) -> np.ndarray:
+        x = np.clip((data.astype(np.float32) - self.lo) / (self.hi - self.lo), 0.0, 1.0)
+        if x.shape[0] == 3:
+            return gray_from_rgb(torch.from_numpy(x)[None])[0, 0].numpy()
+        return x[0]
+
+    def valid(self, top: int, left: int, height: int, width: int) -> np.ndarray:
+        win = Window(left, top, width, height)
+        return (self.src.read_masks(self.bands, window=win) > 0).all(axis=0)
+
+    def read(self, top: int, left: int, height: int, width: int) -> np.ndarray:
+        win = Window(left, top, width, height)
+        gray = self._to_gray(self.src.read(self.bands, window=win))
+        return np.where(self.valid(top, left, height, width), gray, np.float32(self.fill))
+
+
+def open_raster(path: Path):
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", NotGeoreferencedWarning)
+            return rasterio.open(path)
+    except RasterioIOError as e:
+        raise ImageReadError(f"{path}: not a raster GDAL can read ({e}); check the file") from None
+
+
+def output_profile(src, bands: list[int], compress: str) -> tuple[dict, bool]:
+    """The output GeoTIFF's profile (RGB, same grid and nodata) and whether it needs a mask."""
+    dtype = "uint16" if src.dtypes[bands[0] - 1] == "uint16" else "uint8"
+    nodata, top = src.nodata, np.iinfo(dtype).max
+    if nodata is not None and not (float(nodata).is_integer() and 0 <= nodata <= top):
+        nodata = None  # not representable in the output: a mask carries it instead
+    flags = src.mask_flag_enums[bands[0] - 1]
+    has_mask = MaskFlags.all_valid not in flags and (nodata is None
+                                                     or MaskFlags.nodata not in flags)
+    profile = {
+        "driver": "GTiff", "width": src.width, "height": src.height, "count": 3, "dtype": dtype,
+        "crs": src.crs, "transform": src.transform, "nodata": nodata, "tiled": True,
+        "blockxsize": BLOCK, "blockysize": BLOCK, "compress": compress, "predictor": 2,
+        "photometric": "RGB", "interleave": "pixel", "BIGTIFF": "IF_SAFER",
+    }
+    return profile, has_mask
+
+
+def quantize(colour: np.ndarray, valid: np.ndarray, dtype: str, nodata: float | None) -> np.ndarray:
+    """hxWx3 colour in [0, 1] -> (3,h,W) integers; invalid pixels get nodata, and valid ones that
+    happen to equal it are nudged by one so they do not become holes."""
+    top = np.iinfo(dtype).max
+    out = np.moveaxis((np.clip(colour, 0, 1) * top + 0.5).astype(dtype), -1, 0)
+    if nodata is not None:
+        nd = int(nodata)
+        out[(out == nd) & valid] = nd + 1 if nd < top else nd - 1
+        out[:, ~valid] = nd
+    return out
+
+
+def ground_resolution(src, name: str) -> float:
+    """Metres per pixel of a raster in a projected CRS."""
+    if src.crs is None or not src.crs.is_projected:
+        raise AerocolorError(f"{name}: --match-resolution needs a raster in a projected CRS "
+                             "(metres); reproject it first or drop --match-resolution")
+    factor = src.crs.linear_units_factor[1]
+    t = src.transform
+    return math.sqrt(abs(t.a * t.e - t.b * t.d)) * factor
+
+
+def model_grid(src, model_res: float, name: str) -> WarpedVRT:
+    """A virtual, lazily resampled view of ``src`` at the model's ground resolution."""
+    scale = model_res / ground_resolution(src, name)
+    width, height = max(1, round(src.width / scale)), max(1, round(src.height / scale))
+    transform = src.transform * src.transform.scale(src.width / width, src.height / height)
+    resampling = Resampling.average if scale > 1 else Resampling.bilinear
+    return WarpedVRT(src, crs=src.crs, transform=transform, width=width, height=height,
+                     resampling=resampling)
+
+
+def blocks_on_grid(colorizer: Colorizer, gray: GrayRaster, opts: RasterOptions, progress,
+                   z: torch.Tensor | None) -> Iterator[tuple[int, torch.Tensor, torch.Tensor]]:
+    """(top, gray rows, raw rows) of the blended output on the gray raster's own grid."""
+    yield from colorizer.blend_tiles(gray.read, gray.src.height, gray.src.width, opts.tile,
+                                     opts.overlap, z, opts.batch_size, progress)
+
+
+def write_raw(path: str, src, channels: int, blocks) -> None:
+    """Raw network output blocks -> a float32 GeoTIFF on ``src``'s grid (an intermediate)."""
+    with rasterio.open(path, "w", driver="GTiff", width=src.width, height=src.height,
+                       count=channels, dtype="float32", crs=src.crs, transform=src.transform,
+                       tiled=True, blockxsize=BLOCK, blockysize=BLOCK, BIGTIFF="IF_SAFER") as dst:
+        for top, _, raw in blocks:
+            dst.write(raw[0].cpu().numpy(), window=Window(0, top, src.width, raw.shape[-2]))
+
+
+def blocks_resampled_back(colorizer: Colorizer, gray: GrayRaster, raw_path: str,
+                          ) -> Iterator[tuple[int, torch.Tensor, torch.Tensor]]:
+    """(top, gray rows, raw rows) on the input grid, the raw output resampled (bilinear) from
+    the model grid; the input's own full-resolution gray is kept."""
+    src = gray.src
+    with rasterio.open(raw_path) as raw_src, WarpedVRT(
+        raw_src, crs=src.crs, transform=src.transform, width=src.width, height=src.height,
+        resampling=Resampling.bilinear,
+    ) as back:
+        for top in range(0, src.height, FINISH_ROWS):
+            rows = min(FINISH_ROWS, src.height - top)
+            raw = back.read(window=Window(0, top, src.width, rows))
+            yield (top, colorizer.gray_tensor(gray.read(top, 0, rows, src.width)),
+                   torch.from_numpy(raw)[None].to(colorizer.device))
+
+
+def write_colour(path: str, colorizer: Colorizer, gray: GrayRaster, blocks, opts: RasterOptions
+                 ) -> None:
+    profile, has_mask = output_profile(gray.src, gray.bands, opts.compress)
+    with rasterio.Env(GDAL_TIFF_INTERNAL_MASK=True), rasterio.open(path, "w", **profile) as dst:
+        for top, g, raw in blocks:
+            rows, width = g.shape[-2], g.shape[-1]
+            valid = gray.valid(top, 0, rows, width)
+            colour = colorizer.colour(raw, g)
+            win = Window(0, top, width, rows)
+            dst.write(quantize(colour, valid, profile["dtype"], profile["nodata"]), window=win)
+            if has_mask:
+                dst.write_mask(valid.astype(np.uint8) * 255, window=win)
+        dst.update_tags(**gray.src.tags())
+
+
+def to_cog(strip_path: str, out_path: str, compress: str) -> None:
+    """Copy a GeoTIFF to a Cloud Optimized GeoTIFF (GDAL builds the overviews)."""
+    from rasterio.shutil import copy
+
+    copy(strip_path, out_path, driver="COG", COMPRESS=compress.upper(), PREDICTOR="YES",
+         BLOCKSIZE=BLOCK, OVERVIEW_RESAMPLING="AVERAGE", BIGTIFF="IF_SAFER")
+
+
+def colorize_raster(colorizer: Colorizer, path: Path, out: Path,
+                    opts: RasterOptions = RasterOptions(), progress: bool = True,
+                    z: torch.Tensor | None = None) -> Path:
+    """Colorize one raster into a georeferenced RGB GeoTIFF at ``out`` (written atomically)."""
+    name = str(path)
+    with ExitStack() as stack:
+        src = stack.enter_context(open_raster(path))
+        grid = src
+        if opts.match_resolution:
+            model_res = colorizer.config.model.ground_resolution
+            if model_res is None:
+                raise AerocolorError(f"{colorizer.source}: the model records no ground resolution; "
+                                     "drop --match-resolution")
+            grid = stack.enter_context(model_grid(src, model_res, name))
+        model_gray = GrayRaster(grid, opts, name)
+        gray = model_gray if grid is src else GrayRaster(src, opts, name)
+        n_tiles = len(tile_windows(grid.height, grid.width, opts.tile, opts.overlap))
+        bar = stack.enter_context(tqdm(total=n_tiles, unit="tile", desc=path.name,
+                                       disable=not progress))
+        blocks = blocks_on_grid(colorizer, model_gray, opts, bar.update, z)
+
+        def write(tmp: str) -> None:
+            final = tmp
+            if opts.cog:
+                final, tmp = tmp, f"{tmp}.strips.tif"
+            try:
+                if grid is src:
+                    write_colour(tmp, colorizer, gray, blocks, opts)
+                else:
+                    raw_path = f"{tmp}.model_grid.tif"
+                    try:
+                        write_raw(raw_path, grid, colorizer.generator.out_channels, blocks)
+                        write_colour(tmp, colorizer, gray,
+                                     blocks_resampled_back(colorizer, gray, raw_path), opts)
+                    finally:
+                        _remove(raw_path)
+                if opts.cog:
+                    to_cog(tmp, final, opts.compress)
+            finally:
+                if opts.cog:
+                    _remove(tmp)
+
+        return atomic_write(out, write)
+
+
+def _remove(path: str) -> None:
+    if os.path.exists(path):
+        os.unlink(path)
