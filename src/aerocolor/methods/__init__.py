@@ -1,6 +1,7 @@
 """Methods by name. Adding a method: one new file and one import line here."""
 
 from . import (  # noqa: F401 (each import registers a method)
+    bicyclegan,
     cut,
     cyclegan,
     pix2pix,
