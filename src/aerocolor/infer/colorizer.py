@@ -250,6 +250,25 @@ class Colorizer:
             return z
         return torch.zeros(1, self.generator.z_dim, device=self.device)
 
+    def latent_codes(self, count: int, seed: int = 0, style: np.ndarray | None = None
+                     ) -> torch.Tensor:
+        """Latent codes (K, nz) of a multimodal model: ``count`` seeded draws from the prior, or,
+        with a colour ``style`` image (HxWx3 in [0, 1], seen at the training crop scale), its
+        own code (``count`` 0) or ``count`` draws around it."""
+        method = self.method
+        if not self.multimodal or method is None:
+            raise CheckpointError(
+                f"{self.source or 'this model'}: gives one colorization per image; --samples and "
+                "--style need a multimodal (BicycleGAN) checkpoint")
+        ref = None
+        if style is not None:
+            ref = torch.from_numpy(np.ascontiguousarray(style, np.float32)).permute(2, 0, 1)[None]
+            scale = self.config.data.crop_size / min(ref.shape[-2:])
+            ref = F.interpolate(ref, scale_factor=scale, mode="bilinear", antialias=scale < 1)
+            ref = ref.clamp(0, 1).to(self.device)
+        generator = torch.Generator().manual_seed(seed)
+        return method.latent_codes(count, generator, ref).to(self.device)
+
     @torch.no_grad()
     def raw_output(self, gray: torch.Tensor, z: torch.Tensor | None = None) -> torch.Tensor:
         """(N,1,H,W) gray in [0, 1] on the device -> raw generator output of the same size."""
