@@ -4,7 +4,7 @@ folders, preview synthetic ageing."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -29,32 +29,55 @@ def _open_layers(url: str, layers: list[str], session, style, fmt, tms):
 
 @app.command()
 def fetch(
-    url: Annotated[str, typer.Argument(help="WMTS service/capabilities URL, or an XYZ template with {z}/{x}/{y}.")],
-    out: Annotated[Path, typer.Option("--out", "-o", help="Output folder (one sub-folder per layer).")] = Path("tiles"),
-    layer: Annotated[Optional[list[str]], typer.Option("--layer", "-l", help="WMTS layer (repeatable: two layers give aligned pairs).")] = None,
-    bbox: Annotated[Optional[str], typer.Option("--bbox", help="minx,miny,maxx,maxy (lon/lat unless --bbox-crs).")] = None,
-    bbox_crs: Annotated[str, typer.Option("--bbox-crs", help="CRS of --bbox, e.g. EPSG:32618.")] = "EPSG:4326",
-    aoi: Annotated[Optional[Path], typer.Option("--aoi", help="Area polygon: GeoJSON, GeoPackage, shapefile, or a GeoTIFF's footprint.")] = None,
-    zoom: Annotated[Optional[str], typer.Option("--zoom", "-z", help="Zoom level / tile matrix identifier.")] = None,
-    resolution: Annotated[Optional[float], typer.Option("--resolution", help="Ground resolution in metres per pixel (picks the matrix).")] = None,
+    url: Annotated[str, typer.Argument(
+        help="WMTS service/capabilities URL, or an XYZ template with {z}/{x}/{y}.")],
+    out: Annotated[Path, typer.Option(
+        "--out", "-o", help="Output folder (one sub-folder per layer).")] = Path("tiles"),
+    layer: Annotated[list[str] | None, typer.Option(
+        "--layer", "-l", help="WMTS layer (repeatable: two layers give aligned pairs).")] = None,
+    bbox: Annotated[str | None, typer.Option(
+        "--bbox", help="minx,miny,maxx,maxy (lon/lat unless --bbox-crs).")] = None,
+    bbox_crs: Annotated[str, typer.Option(
+        "--bbox-crs", help="CRS of --bbox, e.g. EPSG:32618.")] = "EPSG:4326",
+    aoi: Annotated[Path | None, typer.Option(
+        "--aoi",
+        help="Area polygon: GeoJSON, GeoPackage, shapefile, or a GeoTIFF's footprint.")] = None,
+    zoom: Annotated[str | None, typer.Option(
+        "--zoom", "-z", help="Zoom level / tile matrix identifier.")] = None,
+    resolution: Annotated[float | None, typer.Option(
+        "--resolution", help="Ground resolution in metres per pixel (picks the matrix).")] = None,
     workers: Annotated[int, typer.Option(help="Concurrent downloads.")] = 4,
-    rate: Annotated[Optional[float], typer.Option(help="At most this many requests per second.")] = 10.0,
-    retries: Annotated[int, typer.Option(help="Retries per tile on timeouts, 5xx and broken bodies.")] = 4,
-    backoff: Annotated[float, typer.Option(help="First retry delay in seconds (doubles each try).")] = 0.5,
+    rate: Annotated[float | None, typer.Option(
+        help="At most this many requests per second.")] = 10.0,
+    retries: Annotated[int, typer.Option(
+        help="Retries per tile on timeouts, 5xx and broken bodies.")] = 4,
+    backoff: Annotated[float, typer.Option(
+        help="First retry delay in seconds (doubles each try).")] = 0.5,
     timeout: Annotated[float, typer.Option(help="Seconds to wait for a tile.")] = 30.0,
-    style: Annotated[Optional[str], typer.Option(help="WMTS style (default: the layer's default).")] = None,
-    fmt: Annotated[Optional[str], typer.Option("--format", help="WMTS format, e.g. image/jpeg.")] = None,
-    tile_matrix_set: Annotated[Optional[str], typer.Option("--tile-matrix-set", help="WMTS TileMatrixSet (default: the layer's first).")] = None,
-    dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the tile count and estimated size, fetch nothing.")] = False,
+    style: Annotated[str | None, typer.Option(
+        help="WMTS style (default: the layer's default).")] = None,
+    fmt: Annotated[str | None, typer.Option(
+        "--format", help="WMTS format, e.g. image/jpeg.")] = None,
+    tile_matrix_set: Annotated[str | None, typer.Option(
+        "--tile-matrix-set", help="WMTS TileMatrixSet (default: the layer's first).")] = None,
+    dry_run: Annotated[bool, typer.Option(
+        "--dry-run", help="Print the tile count and estimated size, fetch nothing.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
 ) -> None:
     """Harvest tiles from a WMTS or XYZ service over a bbox or an area polygon (resumable)."""
     from ..data.area import bbox_area, file_area
-    from ..data.harvest import Fetcher, RateLimit, estimate_tile_bytes, harvest, plan_tiles, write_pairs
+    from ..data.harvest import (
+        Fetcher,
+        RateLimit,
+        estimate_tile_bytes,
+        harvest,
+        plan_tiles,
+        write_pairs,
+    )
     from ..data.sources import http_session, probe
 
     if (bbox is None) == (aoi is None):
-        raise AerocolorError("give the area as exactly one of --bbox minx,miny,maxx,maxy or --aoi FILE")
+        raise AerocolorError("give the area as one of --bbox minx,miny,maxx,maxy or --aoi FILE")
     area = bbox_area(bbox, bbox_crs) if bbox else file_area(aoi)
     session = http_session(workers)
     layers = _open_layers(url, list(layer or []), session, style, fmt, tile_matrix_set)
@@ -67,7 +90,7 @@ def fetch(
     probe(session, jobs[0].url, timeout)
     fetcher = Fetcher(session, RateLimit(rate), timeout=timeout, retries=retries, backoff=backoff)
     if dry_run:
-        each = estimate_tile_bytes(jobs, Fetcher(session, RateLimit(rate), timeout=timeout, retries=0))
+        each = estimate_tile_bytes(jobs, Fetcher(session, RateLimit(rate), timeout, retries=0))
         typer.echo(f"dry run: {len(jobs)} tiles, about {len(jobs) * each / 1e6:.1f} MB "
                    f"({each / 1e3:.0f} kB a tile) into {out}")
         return
@@ -79,5 +102,84 @@ def fetch(
     if result.failed:
         for tile, reason in list(result.failed.items())[:MAX_LISTED_FAILURES]:
             typer.echo(f"failed: {tile}: {reason}", err=True)
-        typer.echo(f"{len(result.failed)} tiles failed; rerun the same command to fetch them", err=True)
+        typer.echo(f"{len(result.failed)} tiles failed; rerun the same command to fetch them",
+                   err=True)
         raise typer.Exit(1)
+
+
+def _int_list(text: str | None) -> list[int] | None:
+    if not text:
+        return None
+    try:
+        return [int(v) for v in text.split(",")]
+    except ValueError:
+        raise AerocolorError(f"--bands {text!r}: write band numbers like 1,2,3") from None
+
+
+@app.command()
+def tiles(
+    rasters: Annotated[list[Path], typer.Argument(help="GeoTIFFs or large scans.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Output folder.")] = Path("tiles"),
+    size: Annotated[int, typer.Option(help="Tile size in pixels.")] = 256,
+    stride: Annotated[int | None, typer.Option(help="Step between tiles (default: size).")] = None,
+    max_nodata: Annotated[float, typer.Option(
+        help="Skip tiles with more no-data than this share.")] = 0.5,
+    bands: Annotated[str | None, typer.Option(
+        help="Bands to keep, e.g. 1,2,3 (default: RGB or gray).")] = None,
+    require_georef: Annotated[bool, typer.Option(help="Refuse rasters without a CRS.")] = False,
+) -> None:
+    """Cut rasters into tiles; each tile's georeference goes into OUT/manifest.jsonl."""
+    from ..data.tiles import cut_rasters
+
+    result = cut_rasters(rasters, out, size=size, stride=stride, max_nodata=max_nodata,
+                         bands=_int_list(bands), require_georef=require_georef)
+    typer.echo(f"{result.written} tiles written to {out}, {result.skipped} mostly no-data skipped")
+
+
+@app.command()
+def prepare(
+    out: Annotated[Path, typer.Option("--out", "-o", help="Output folder.")] = Path("dataset"),
+    color: Annotated[list[Path] | None, typer.Option(
+        "--color", help="Folder of colour tiles (repeatable).")] = None,
+    old: Annotated[list[Path] | None, typer.Option(
+        "--old", help="Folder of old gray tiles (repeatable).")] = None,
+    val: Annotated[float, typer.Option(help="Share of tiles for validation.")] = 0.1,
+    test: Annotated[float, typer.Option(help="Share of tiles for testing.")] = 0.1,
+    block: Annotated[int, typer.Option(help="Split blocks of BLOCK x BLOCK tiles.")] = 8,
+    seed: Annotated[int, typer.Option(help="Seed of the block order.")] = 0,
+    age: Annotated[str | None, typer.Option(
+        help="Age the gray versions: 'default' or e.g. grain=0.8,blur=0.3,seed=1.")] = None,
+    aligned: Annotated[bool, typer.Option(
+        help="Also write gray|colour pairs (reference pix2pix format).")] = False,
+) -> None:
+    """Build paired / unpaired training folders with a spatial train/val/test split."""
+    from ..data.ageing import parse_ageing
+    from ..data.prepare import prepare as prepare_folders
+
+    counts = prepare_folders(list(color or []), list(old or []), out, val=val, test=test,
+                             block=block, seed=seed, ageing=parse_ageing(age) if age else None,
+                             aligned=aligned)
+    for kind, per_split in counts.items():
+        if sum(per_split.values()):
+            typer.echo(f"{kind}: " + ", ".join(f"{s} {n}" for s, n in per_split.items()))
+    typer.echo(f"written to {out} (splits in {out / 'splits.csv'})")
+
+
+@app.command("age-preview")
+def age_preview(
+    images: Annotated[list[str], typer.Argument(help="Colour images, folders or glob patterns.")],
+    out: Annotated[Path, typer.Option(
+        "--out", "-o", help="PNG grid to write.")] = Path("ageing.png"),
+    age: Annotated[str, typer.Option(
+        help="'default' or effect strengths, e.g. grain=0.8,seed=2.")] = "default",
+    variants: Annotated[int, typer.Option(help="Aged versions per image.")] = 4,
+    count: Annotated[int, typer.Option(help="At most this many images.")] = 4,
+) -> None:
+    """Write a grid: each image, its plain gray, then aged versions."""
+    from ..colorize import expand_inputs
+    from ..data.ageing import parse_ageing, preview_grid
+    from ..imageio import read_image, write_image
+
+    files = expand_inputs(images)[:count]
+    write_image(out, preview_grid([read_image(f) for f in files], parse_ageing(age), variants))
+    typer.echo(str(out))

@@ -75,7 +75,8 @@ def plan_tiles(layer: Layer, matrix: TileMatrix, area: Area) -> list[TileJob]:
     geom = area.to_crs(matrix.crs)
     outside = AreaError(f"{area.label} lies outside layer {layer.name!r} at zoom "
                         f"{matrix.identifier}{_extent_hint(layer)}: give an area inside it")
-    if layer.wgs84_bounds and not area.to_crs("EPSG:4326").intersects(shapely.box(*layer.wgs84_bounds)):
+    lonlat = layer.wgs84_bounds and shapely.box(*layer.wgs84_bounds)
+    if lonlat and not area.to_crs("EPSG:4326").intersects(lonlat):
         raise outside
     r0, r1, c0, c1 = matrix.tile_range(geom.bounds)
     prepared = prep(geom)

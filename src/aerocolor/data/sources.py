@@ -22,8 +22,8 @@ USER_AGENT = f"aerocolor/{__version__} (historical aerial photo colorization; py
 OGC_PIXEL_SIZE = 0.00028  # metres per pixel behind every WMTS scale denominator
 METRES_PER_DEGREE = 2 * math.pi * 6378137 / 360
 XYZ_TOKENS = {"{z}": "{TileMatrix}", "{x}": "{TileCol}", "{y}": "{TileRow}"}
-FORMAT_SUFFIXES = {"image/png": "png", "image/jpeg": "jpg", "image/jpg": "jpg", "image/webp": "webp",
-                   "image/tiff": "tif"}
+FORMAT_SUFFIXES = {"image/png": "png", "image/jpeg": "jpg", "image/jpg": "jpg",
+                   "image/webp": "webp", "image/tiff": "tif"}
 
 
 class SourceError(AerocolorError):
