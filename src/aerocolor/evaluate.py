@@ -26,6 +26,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from skimage.color import deltaE_ciede2000
 from skimage.metrics import structural_similarity
 
 from .color import gray_from_rgb, to_tensor
@@ -35,7 +36,7 @@ from .errors import AerocolorError
 from .fid import FEATURE_DIM, default_network_path, fid_features, frechet_distance, network_id
 from .imageio import atomic_write, list_images, read_image, write_image
 from .infer.colorizer import Colorizer, pick_device
-from .metrics import lab_of, mean_ciede2000
+from .metrics import lab_of
 
 # the pytorch-fid release of the TensorFlow Inception weights, classifier included
 STANDARD_WEIGHTS_URL = (
@@ -98,29 +99,35 @@ def colorfulness(img: np.ndarray, mask: np.ndarray) -> float:
     return float(np.hypot(rg.std(), yb.std()) + 0.3 * np.hypot(rg.mean(), yb.mean()))
 
 
-def ab_histogram(img: np.ndarray, mask: np.ndarray) -> np.ndarray:
-    ab = lab_of(img)[mask][:, 1:3].clip(-AB_RANGE, AB_RANGE)
+def ab_histogram(lab: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """Normalised 2-D histogram of a*, b* (HxWx3 L*a*b*) over the mask pixels."""
+    ab = lab[mask][:, 1:3].clip(-AB_RANGE, AB_RANGE)
     hist, _, _ = np.histogram2d(ab[:, 0], ab[:, 1], bins=AB_BINS,
                                 range=[[-AB_RANGE, AB_RANGE], [-AB_RANGE, AB_RANGE]])
     return hist / hist.sum()
 
 
-def ab_histogram_distance(pred: np.ndarray, truth: np.ndarray, mask: np.ndarray) -> float:
+def ab_histogram_distance(lab_pred: np.ndarray, lab_truth: np.ndarray, mask: np.ndarray) -> float:
     """1 - the intersection of the normalised a*b* histograms: 0 for equal colour
     distributions, 1 for disjoint ones."""
-    return float(1.0 - np.minimum(ab_histogram(pred, mask), ab_histogram(truth, mask)).sum())
+    overlap = np.minimum(ab_histogram(lab_pred, mask), ab_histogram(lab_truth, mask)).sum()
+    return float(1.0 - overlap)
 
 
-def paired_metrics(pred: np.ndarray, truth: np.ndarray, mask: np.ndarray) -> dict[str, float]:
-    """Colour metrics of an HxWx3 output against its HxWx3 truth over the data pixels."""
+def paired_metrics(pred: np.ndarray, truth: np.ndarray, mask: np.ndarray,
+                   lab_truth: np.ndarray | None = None) -> dict[str, float]:
+    """Colour metrics of an HxWx3 output against its HxWx3 truth over the data pixels
+    (``lab_truth``: the truth in L*a*b*, when already known)."""
     m = mask.astype(bool)
     if not m.any():
         return {k: math.nan for k in PAIRED_KEYS}
+    lab_pred = lab_of(pred)
+    lab_truth = lab_of(truth) if lab_truth is None else lab_truth
     return {
         "psnr": psnr(pred, truth, m), "ssim": masked_ssim(pred, truth, m),
-        "ciede2000": mean_ciede2000(pred, truth, m), "colorfulness": colorfulness(pred, m),
-        "colorfulness_truth": colorfulness(truth, m),
-        "ab_hist_distance": ab_histogram_distance(pred, truth, m),
+        "ciede2000": float(deltaE_ciede2000(lab_truth, lab_pred)[m].mean()),
+        "colorfulness": colorfulness(pred, m), "colorfulness_truth": colorfulness(truth, m),
+        "ab_hist_distance": ab_histogram_distance(lab_pred, lab_truth, m),
     }
 
 
@@ -300,9 +307,9 @@ def evaluate_gray(colorizer: Colorizer, files: list[Path], scorer: Scorer, opts:
             truth = colour_of(f)
             gray = gray_from_rgb(to_tensor(truth))[0, 0].numpy()
             out = colorizer.colorize(gray)
-            mask = nodata_mask(truth)
-            rows.append(paired_metrics(out, truth, mask))
-            baseline.append(paired_metrics(as_rgb(gray), truth, mask))
+            mask, lab_truth = nodata_mask(truth), lab_of(truth)
+            rows.append(paired_metrics(out, truth, mask, lab_truth))
+            baseline.append(paired_metrics(as_rgb(gray), truth, mask, lab_truth))
             if sample := _write_sample(opts, "gray", i, [gray, out, truth]):
                 samples.append(sample)
             yield out
