@@ -48,6 +48,17 @@ def parameters_of(nets: list[nn.Module]) -> list[nn.Parameter]:
     return [p for net in nets for p in net.parameters()]
 
 
+def adam(params, optim: OptimConfig, lr: float) -> torch.optim.Optimizer:
+    """Adam with the run's betas; the fused kernel (one pass over each parameter instead of
+    several) where this torch build has it, which on the CPU makes the step several times faster."""
+    params = list(params)
+    betas = (optim.beta1, optim.beta2)
+    try:
+        return torch.optim.Adam(params, lr=lr, betas=betas, fused=True)
+    except (RuntimeError, TypeError, ValueError):
+        return torch.optim.Adam(params, lr=lr, betas=betas)
+
+
 def set_requires_grad(nets: list[nn.Module] | nn.Module, flag: bool) -> None:
     for net in nets if isinstance(nets, list) else [nets]:
         for p in net.parameters():

@@ -8,7 +8,7 @@ from ..color import net_input, net_target
 from ..config import ModelConfig, OptimConfig
 from ..losses import discriminator_loss, gan_loss, masked_l1
 from ..nets import build_discriminator, build_generator
-from .base import Method, MethodOptions, register, set_requires_grad, unwrap
+from .base import Method, MethodOptions, adam, register, set_requires_grad, unwrap
 
 
 class Pix2PixOptions(MethodOptions):
@@ -28,10 +28,9 @@ class Pix2Pix(Method):
             self.netD = build_discriminator(cfg.nets, self.in_channels + self.out_channels)
 
     def configure_optimizers(self, optim: OptimConfig) -> dict[str, torch.optim.Optimizer]:
-        betas = (optim.beta1, optim.beta2)
         self.optimizers = {
-            "G": torch.optim.Adam(self.netG.parameters(), lr=optim.lr_G, betas=betas),
-            "D": torch.optim.Adam(self.netD.parameters(), lr=optim.lr_D, betas=betas),
+            "G": adam(self.netG.parameters(), optim, optim.lr_G),
+            "D": adam(self.netD.parameters(), optim, optim.lr_D),
         }
         return self.optimizers
 

@@ -1,0 +1,95 @@
+"""Training throughput of pix2pix on the CPU (or GPU), in images per second.
+
+Prints a Markdown table. Each row trains the real model on real crops from ../shared/data
+(random data if that folder is absent) for a few warm-up steps, then times the steps (wall time,
+data loading included).
+
+    python benchmarks/train_throughput.py                # the standard rows, 2 CPU threads
+    python benchmarks/train_throughput.py --steps 20 --threads 2 --device cpu
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import platform
+import time
+from pathlib import Path
+
+import torch
+
+from aerocolor.config import load_config
+from aerocolor.data.datasets import EpochSampler, PairedColorDataset
+from aerocolor.methods import get_method
+
+DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "color" / "train" / "maps"
+
+ROWS = [
+    # (label, overrides, batch size)
+    ("unet_256 rgb", ["model.nets.netG=unet_256"], 1),
+    ("unet_256 rgb, channels_last", ["model.nets.netG=unet_256", "train.channels_last=true"], 1),
+    ("unet_256 rgb", ["model.nets.netG=unet_256"], 4),
+    ("resnet_9blocks lab", ["model.nets.netG=resnet_9blocks", "model.color_mode=lab"], 1),
+    ("resnet_9blocks lab", ["model.nets.netG=resnet_9blocks", "model.color_mode=lab"], 4),
+]
+
+
+def batches(batch_size: int, crop: int):
+    if DATA.is_dir():
+        ds = PairedColorDataset([str(DATA)], crop, seed=0)
+        loader = torch.utils.data.DataLoader(ds, batch_sampler=EpochSampler(len(ds), batch_size))
+        yield from loader
+    while True:
+        rgb = torch.rand(batch_size, 3, crop, crop)
+        yield {"rgb": rgb, "gray": rgb.mean(1, keepdim=True), "mask": torch.ones(batch_size, 1, crop, crop)}
+
+
+def measure(overrides: list[str], batch_size: int, steps: int, warmup: int, device: str) -> float:
+    cfg = load_config(None, [*overrides, f"optim.batch_size={batch_size}", "model.nets.ngf=64",
+                             "model.nets.ndf=64"])
+    dev = torch.device(device)
+    method = get_method("pix2pix")(cfg.model).to(dev)
+    if cfg.train.channels_last:
+        method.to(memory_format=torch.channels_last)
+    method.configure_optimizers(cfg.optim)
+    method.train()
+    data = batches(batch_size, cfg.data.crop_size)
+
+    def step():
+        batch = {k: v.to(dev) for k, v in next(data).items()}
+        if cfg.train.channels_last:
+            batch = {k: v.contiguous(memory_format=torch.channels_last) for k, v in batch.items()}
+        method.train_step(batch)
+
+    for _ in range(warmup):
+        step()
+    if dev.type == "cuda":
+        torch.cuda.synchronize()
+    t0 = time.perf_counter()
+    for _ in range(steps):
+        step()
+    if dev.type == "cuda":
+        torch.cuda.synchronize()
+    return steps * batch_size / (time.perf_counter() - t0)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--steps", type=int, default=10)
+    ap.add_argument("--warmup", type=int, default=2)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--device", default="cpu")
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    print(f"pix2pix training throughput, 256x256 crops, ngf 64, ndf 64, fp32, {args.device}, "
+          f"{args.threads} threads; {platform.processor() or platform.machine()}, torch {torch.__version__}, "
+          f"{datetime.date.today()}; data: {'real crops' if DATA.is_dir() else 'random'}\n")
+    print("| configuration | batch | images/s | s/iteration |")
+    print("|---|---|---|---|")
+    for label, overrides, bs in ROWS:
+        ips = measure(overrides, bs, args.steps, args.warmup, args.device)
+        print(f"| {label} | {bs} | {ips:.2f} | {bs / ips:.2f} |", flush=True)
+
+
+if __name__ == "__main__":
+    main()
