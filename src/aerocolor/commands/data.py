@@ -87,7 +87,7 @@ def fetch(
         jobs += plan_tiles(lyr, matrix, area)
         typer.echo(f"{lyr.name}: zoom {matrix.identifier} ({matrix.ground_resolution:.3g} m/pixel, "
                    f"{matrix.crs}), {sum(j.layer is lyr for j in jobs)} tiles")
-    probe(session, jobs[0].url, timeout)
+    probe(jobs[0].url, timeout)
     fetcher = Fetcher(session, RateLimit(rate), timeout=timeout, retries=retries, backoff=backoff)
     if dry_run:
         each = estimate_tile_bytes(jobs, Fetcher(session, RateLimit(rate), timeout, retries=0))

@@ -29,8 +29,9 @@ class Ageing:
     film: float = 1.0
     contrast: float = 0.5
     gamma: float = 0.5
+    fade: float = 0.5
     grain: float = 0.5
-    blur: float = 0.6
+    blur: float = 0.3
     vignette: float = 0.4
     dust: float = 0.3
     scratches: float = 0.3
@@ -74,14 +75,14 @@ def film_gray(rgb: np.ndarray, film: float) -> np.ndarray:
     return linear_to_srgb(linear @ torch.from_numpy(weights)).clamp(0, 1).numpy()
 
 
-def tone_curve(g: np.ndarray, contrast: float, gamma: float,
-               rng: np.random.Generator) -> np.ndarray:
-    """A random gamma and an S-shaped contrast curve (developer and printing paper)."""
-    g = g ** float(np.exp(rng.uniform(-1, 1) * 0.6 * gamma))
-    k = 4.0 * contrast * rng.uniform(0.5, 1.5)
-    if k > 1e-3:
-        g = 0.5 + 0.5 * np.tanh(k * (g - 0.5)) / np.tanh(k * 0.5)
-    return g
+def tone_curve(g: np.ndarray, params: Ageing, rng: np.random.Generator) -> np.ndarray:
+    """Exposure and print: a random gamma (brightening more often, as overexposed film does),
+    contrast mostly flattened, and blacks lifted by haze, film fog and fading."""
+    g = g ** float(np.exp(rng.uniform(-1, 0.4) * 0.8 * params.gamma))
+    mean = float(g.mean())
+    g = mean + (g - mean) * (1 + params.contrast * rng.uniform(-0.6, 0.2))
+    fog = params.fade * rng.uniform(0.1, 0.35)
+    return fog + (1 - fog) * np.clip(g, 0, 1)
 
 
 def vignetting(g: np.ndarray, strength: float, rng: np.random.Generator) -> np.ndarray:
@@ -134,7 +135,7 @@ def age_image(img: np.ndarray, rng: np.random.Generator, params: Ageing) -> np.n
     """Age a colour (HxWx3) or gray (HxW) image in [0, 1] -> gray HxW float32 in [0, 1]."""
     rng = np.random.default_rng([params.seed, int(rng.integers(2**63))])
     g = film_gray(img, params.film) if img.ndim == 3 else np.asarray(img, dtype=np.float32)
-    g = tone_curve(np.clip(g, 0, 1), params.contrast, params.gamma, rng)
+    g = tone_curve(np.clip(g, 0, 1), params, rng)
     if params.blur > 0:
         g = gaussian_filter(g, params.blur * rng.uniform(0.5, 1.5) * 1.2)
     if params.vignette > 0:

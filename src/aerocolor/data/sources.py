@@ -57,7 +57,7 @@ class TileMatrix:
         return (left, top - h, left + w, top)
 
     def tile_range(self, bounds: tuple[float, float, float, float]) -> tuple[int, int, int, int]:
-        """Inclusive (row0, row1, col0, col1) of the tiles touching ``bounds``, within the limits."""
+        """Inclusive (row0, row1, col0, col1) of the tiles touching ``bounds``, within limits."""
         w, h = self.tile_width * self.resolution, self.tile_height * self.resolution
         eps = 1e-9
         col0 = math.floor((bounds[0] - self.left) / w + eps)
@@ -88,7 +88,8 @@ class Layer:
                                                  and int(m.identifier) == int(zoom)):
                     return m
             names = ", ".join(m.identifier for m in self.matrices)
-            raise SourceError(f"layer {self.name!r} has no zoom level {zoom!r}: choose one of {names}")
+            raise SourceError(f"layer {self.name!r} has no zoom level {zoom!r}: choose one of "
+                              f"{names}")
         if resolution is None:
             raise SourceError("no zoom level given: pass --zoom Z or --resolution METRES")
         fine = [m for m in self.matrices if m.ground_resolution <= resolution * 1.0001]
@@ -120,14 +121,18 @@ def get_or_explain(session: requests.Session, url: str, timeout: float = 30) -> 
     return r
 
 
-def probe(session: requests.Session, url: str, timeout: float = 30) -> None:
-    """Fail fast with a one-line error when the host of ``url`` cannot be reached at all."""
+def probe(url: str, timeout: float = 30) -> None:
+    """Fail fast with a one-line error when the host of ``url`` takes no connection at all
+    (a TCP connect only: no tile is requested twice)."""
+    import socket
+
+    parts = urlsplit(url)
+    port = parts.port or (443 if parts.scheme == "https" else 80)
     try:
-        session.get(url, timeout=timeout).close()
-    except (requests.ConnectionError, requests.Timeout) as e:
-        host = urlsplit(url).netloc or url
-        raise SourceError(f"cannot reach {host} ({type(e).__name__}): check the URL and the "
-                          "network") from None
+        socket.create_connection((parts.hostname or "", port), timeout=timeout).close()
+    except OSError as e:
+        raise SourceError(f"cannot reach {parts.netloc or url} ({e.strerror or type(e).__name__}): "
+                          "check the URL and the network") from None
 
 
 def crs_name(text: str) -> str:
@@ -144,7 +149,8 @@ def _axis_facts(crs: str) -> tuple[bool, float]:
     first = c.axis_info[0] if c.axis_info else None
     north_first = first is not None and first.direction.lower() in ("north", "south")
     degrees = first is not None and "degree" in first.unit_name.lower()
-    return north_first, (METRES_PER_DEGREE if degrees else (first.unit_conversion_factor if first else 1.0))
+    factor = first.unit_conversion_factor if first else 1.0
+    return north_first, (METRES_PER_DEGREE if degrees else factor)
 
 
 def _wmts_matrices(wmts, layer, tms_id: str) -> tuple[TileMatrix, ...]:
@@ -187,13 +193,15 @@ def open_wmts(url: str, layer: str, session: requests.Session, style: str | None
     """Read a WMTS GetCapabilities document and describe one of its layers as a tile grid."""
     from owslib.wmts import WebMapTileService
 
-    caps_url = url if "request=getcapabilities" in url.lower() or url.lower().endswith(".xml") else (
+    is_caps = "request=getcapabilities" in url.lower() or url.lower().endswith(".xml")
+    caps_url = url if is_caps else (
         f"{url}{'&' if '?' in url else '?'}SERVICE=WMTS&REQUEST=GetCapabilities&VERSION=1.0.0")
     xml = get_or_explain(session, caps_url).content
     try:
         wmts = WebMapTileService(caps_url, xml=xml)
     except Exception as e:  # OWSLib raises assorted parser errors
-        raise SourceError(f"{caps_url}: not a WMTS capabilities document ({e}); check the URL") from None
+        raise SourceError(f"{caps_url}: not a WMTS capabilities document ({e}); check the "
+                          "URL") from None
     if layer not in wmts.contents:
         names = ", ".join(sorted(wmts.contents)) or "none"
         raise SourceError(f"unknown layer {layer!r} at {url}: choose one of {names}")

@@ -36,7 +36,8 @@ def tile_offsets(length: int, size: int, stride: int) -> list[int]:
     return starts
 
 
-def tile_windows(width: int, height: int, size: int, stride: int) -> Iterator[tuple[int, int, object]]:
+def tile_windows(width: int, height: int, size: int,
+                 stride: int) -> Iterator[tuple[int, int, object]]:
     """(row, col, Window) of the tiles covering a raster."""
     from rasterio.windows import Window
 
