@@ -90,6 +90,7 @@ def random_crop(img: np.ndarray, rng: np.random.Generator, crop_size: int, load_
     return pad_to(img, crop_size), pad_to(mask, crop_size, "constant")
 
 
+# (colour HxWx3 or gray HxW in [0, 1], generator) -> aged gray HxW in [0, 1]
 Ager = Callable[[np.ndarray, np.random.Generator], np.ndarray]
 
 
@@ -133,9 +134,8 @@ class PairedColorDataset(Dataset):
         rng = np.random.default_rng([self.seed, epoch, index])
         img, mask = self.load(self.files[index], rng)
         rgb = to_tensor(img)
-        gray = gray_from_rgb(rgb)
-        if self.ager is not None:
-            gray = to_tensor(self.ager(gray[0, 0].numpy(), rng))
+        # the ager sees the colour crop: its film response weighs the channels itself
+        gray = gray_from_rgb(rgb) if self.ager is None else to_tensor(self.ager(img, rng))
         return {"rgb": rgb[0], "gray": gray[0], "mask": to_tensor(mask)[0]}
 
 
