@@ -6,6 +6,7 @@ import sys
 
 import pytest
 import torch
+from conftest import ROOT, tiny_overrides
 
 from aerocolor.checkpoint import load_checkpoint, save_checkpoint
 from aerocolor.color import net_input, net_target
@@ -14,8 +15,6 @@ from aerocolor.data.datasets import PairedColorDataset
 from aerocolor.losses import masked_l1
 from aerocolor.methods import get_method
 from aerocolor.train import train
-
-from conftest import ROOT, tiny_overrides
 
 
 def _cfg(shared, out, steps, **extra):

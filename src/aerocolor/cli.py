@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -19,7 +19,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
-CKPT_SUFFIXES = (".pt", ".pth", ".ckpt")
+CKPT_SUFFIXES = (".pt", ".pth", ".ckpt", ".onnx")
 
 
 def _version(value: bool) -> None:
@@ -38,17 +38,17 @@ def _root(
 
 @app.command()
 def train(
-    config: Annotated[Optional[Path], typer.Option("--config", "-c", help="YAML config (see configs/).")] = None,
-    data: Annotated[Optional[list[str]], typer.Option("--data", help="Folder of colour training images (repeatable).")] = None,
-    data_a: Annotated[Optional[list[str]], typer.Option("--data-a", help="Folder of gray old photos, domain A (unpaired methods).")] = None,
-    val: Annotated[Optional[list[str]], typer.Option("--val", help="Folder of colour validation images (repeatable).")] = None,
-    out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Run folder for checkpoints and logs.")] = None,
-    steps: Annotated[Optional[int], typer.Option("--steps", help="Total training steps (overrides the epoch budget).")] = None,
-    device: Annotated[Optional[str], typer.Option("--device", help="auto, cpu, cuda, cuda:1 ...")] = None,
-    seed: Annotated[Optional[int], typer.Option("--seed")] = None,
-    overrides: Annotated[Optional[list[str]], typer.Option("--set", help="Override a config value: section.key=value (repeatable).")] = None,
+    config: Annotated[Path | None, typer.Option("--config", "-c", help="YAML config (see configs/).")] = None,
+    data: Annotated[list[str] | None, typer.Option("--data", help="Folder of colour training images (repeatable).")] = None,
+    data_a: Annotated[list[str] | None, typer.Option("--data-a", help="Folder of gray old photos, domain A (unpaired methods).")] = None,
+    val: Annotated[list[str] | None, typer.Option("--val", help="Folder of colour validation images (repeatable).")] = None,
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="Run folder for checkpoints and logs.")] = None,
+    steps: Annotated[int | None, typer.Option("--steps", help="Total training steps (overrides the epoch budget).")] = None,
+    device: Annotated[str | None, typer.Option("--device", help="auto, cpu, cuda, cuda:1 ...")] = None,
+    seed: Annotated[int | None, typer.Option("--seed")] = None,
+    overrides: Annotated[list[str] | None, typer.Option("--set", help="Override a config value: section.key=value (repeatable).")] = None,
     resume: Annotated[bool, typer.Option(help="Continue from the run folder's last.pt if present.")] = True,
-    until_step: Annotated[Optional[int], typer.Option("--until-step", help="Stop at this step (the schedule still spans the full budget).")] = None,
+    until_step: Annotated[int | None, typer.Option("--until-step", help="Stop at this step (the schedule still spans the full budget).")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
 ) -> None:
     """Train a colorization model. Launch with torchrun for multi-process training."""
@@ -71,16 +71,25 @@ def train(
 def colorize(
     inputs: Annotated[list[str], typer.Argument(help="[CHECKPOINT] then images, folders or glob patterns.")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Output folder.")] = Path("colorized"),
-    model: Annotated[Optional[Path], typer.Option("--model", "-m", help="Checkpoint (default: the bundled model).")] = None,
+    model: Annotated[Path | None, typer.Option("--model", "-m", help="Checkpoint (default: the bundled model).")] = None,
     compare: Annotated[bool, typer.Option(help="Also write gray | colour (| original) side by side.")] = False,
     tile: Annotated[int, typer.Option(help="Tile size for large images.")] = 512,
     overlap: Annotated[int, typer.Option(help="Overlap between tiles, blended smoothly.")] = 64,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda ...")] = "auto",
     skip_existing: Annotated[bool, typer.Option(help="Skip images whose output exists.")] = False,
+    batch_size: Annotated[int, typer.Option(help="Tiles per forward pass.")] = 4,
+    backend: Annotated[str, typer.Option(help="torch, onnx (onnxruntime) or auto (by model file).")] = "auto",
+    cog: Annotated[bool, typer.Option(help="Rasters: write a Cloud Optimized GeoTIFF with overviews.")] = False,
+    band: Annotated[int | None, typer.Option(help="Rasters: band to colorize (default: luminance of bands 1-3, or band 1).")] = None,
+    stretch: Annotated[str, typer.Option(help="Rasters: auto (percentile stretch beyond 8 bits), percentile or none.")] = "auto",
+    match_resolution: Annotated[bool, typer.Option(help="Rasters: resample to the model's ground resolution and back.")] = False,
 ) -> None:
-    """Colorize gray aerial photos (PNG, JPEG, TIFF; any size). Colour inputs are converted to gray first."""
+    """Colorize gray aerial photos (PNG, JPEG, TIFF; any size). Colour inputs are converted to gray first.
+
+    Rasters (GeoTIFF, COG, JPEG2000, VRT) are streamed tile by tile into georeferenced .tif outputs."""
     from .colorize import colorize_files, expand_inputs
     from .infer import Colorizer
+    from .infer.raster import RasterOptions
 
     items = list(inputs)
     if model is None and items and Path(items[0]).suffix.lower() in CKPT_SUFFIXES:
@@ -88,9 +97,12 @@ def colorize(
     if not items:
         raise AerocolorError("no images given: aerocolor colorize [CKPT] IMAGE... -o OUT/")
     files = expand_inputs(items)
-    colorizer = Colorizer.load(model, device)
+    colorizer = Colorizer.load(model, device, backend)
+    raster = RasterOptions(band=band, stretch=stretch, cog=cog, match_resolution=match_resolution,
+                           tile=tile, overlap=overlap, batch_size=batch_size)
     written = colorize_files(colorizer, files, out, compare=compare, tile=tile, overlap=overlap,
-                             skip_existing=skip_existing, warn=lambda m: typer.echo(m, err=True))
+                             skip_existing=skip_existing, warn=lambda m: typer.echo(m, err=True),
+                             raster=raster)
     for p in written:
         typer.echo(str(p))
 
@@ -111,8 +123,8 @@ def info(checkpoint: Annotated[Path, typer.Argument(help="Checkpoint file.")]) -
 @app.command("plot-losses")
 def plot_losses(
     run: Annotated[Path, typer.Argument(help="Run folder (holding losses.csv) or the CSV itself.")],
-    out: Annotated[Optional[Path], typer.Option("--out", "-o", help="PNG to write (default RUN/losses.png).")] = None,
-    keys: Annotated[Optional[list[str]], typer.Option("--key", help="Loss columns to plot (default: all).")] = None,
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="PNG to write (default RUN/losses.png).")] = None,
+    keys: Annotated[list[str] | None, typer.Option("--key", help="Loss columns to plot (default: all).")] = None,
 ) -> None:
     """Plot the losses over training (e.g. the generator's adversarial loss, G_GAN)."""
     from .plots import plot_loss_curves
@@ -123,19 +135,29 @@ def plot_losses(
 @app.command()
 def export(
     checkpoint: Annotated[Path, typer.Argument(help="Training checkpoint.")],
-    slim: Annotated[Optional[Path], typer.Option("--slim", help="Write an inference-only checkpoint here.")] = None,
+    slim: Annotated[Path | None, typer.Option("--slim", help="Write an inference-only checkpoint here.")] = None,
     half: Annotated[bool, typer.Option(help="Store the slim checkpoint's weights as float16.")] = False,
+    onnx: Annotated[Path | None, typer.Option("--onnx", help="Write the generator as ONNX here (dynamic height/width).")] = None,
+    tile: Annotated[int, typer.Option(help="Tile size recorded in the ONNX metadata.")] = 512,
+    overlap: Annotated[int, typer.Option(help="Tile overlap recorded in the ONNX metadata.")] = 64,
 ) -> None:
-    """Export a checkpoint for inference."""
+    """Export a checkpoint for inference: a slim checkpoint and/or an ONNX model."""
     from .checkpoint import checkpoint_config, load_checkpoint, save_checkpoint, slim_checkpoint
     from .methods import get_method
 
-    if slim is None:
-        raise AerocolorError("nothing to export: give --slim OUT.pt")
-    ckpt = load_checkpoint(checkpoint)
-    method = get_method(checkpoint_config(ckpt).model.method)
-    save_checkpoint(slim, slim_checkpoint(ckpt, method.inference_nets, half))
-    typer.echo(f"{slim} ({slim.stat().st_size / 1e6:.1f} MB)")
+    if slim is None and onnx is None:
+        raise AerocolorError("nothing to export: give --slim OUT.pt and/or --onnx OUT.onnx")
+    if slim is not None:
+        ckpt = load_checkpoint(checkpoint)
+        method = get_method(checkpoint_config(ckpt).model.method)
+        save_checkpoint(slim, slim_checkpoint(ckpt, method.inference_nets, half))
+        typer.echo(f"{slim} ({slim.stat().st_size / 1e6:.1f} MB)")
+    if onnx is not None:
+        from .infer.colorizer import load_method
+        from .infer.onnx import export_onnx
+
+        export_onnx(*load_method(checkpoint), onnx, tile=tile, overlap=overlap)
+        typer.echo(f"{onnx} ({onnx.stat().st_size / 1e6:.1f} MB)")
 
 
 @app.command()
@@ -149,11 +171,10 @@ def demo(
         typer.echo(line)
 
 
-# Sub-commands of other areas live in commands/ and register on `app` when imported, one line each:
-# from .commands import <area>  # noqa: E402,F401
-from .commands import web  # noqa: E402,F401
-from .commands import data  # noqa: E402,F401
-from .commands import web  # noqa: E402,F401
+# Sub-commands of other areas live in commands/ and register on `app` when imported, one line each.
+from .commands import data as _data_commands  # noqa: E402,F401
+from .commands import evaluate as _evaluate_commands  # noqa: E402,F401
+from .commands import web as _web_commands  # noqa: E402,F401
 
 
 def main(argv: list[str] | None = None) -> None:

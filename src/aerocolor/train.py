@@ -7,7 +7,6 @@ keeping, TensorBoard scalars/images and a CSV of losses.
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import math
 import os
