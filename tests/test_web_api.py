@@ -6,6 +6,7 @@ import io
 import struct
 import time
 import zlib
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -15,8 +16,8 @@ import rasterio
 from PIL import Image
 
 from aerocolor.color import gray_from_rgb, to_tensor
-from aerocolor.imageio import read_image
-from aerocolor.infer import default_model_path
+from aerocolor.imageio import read_image, to_uint8
+from aerocolor.infer import Colorizer, default_model_path
 
 OLD_TILE = "old/val/gsi1960s"
 MAPS = "color/val/maps"
@@ -187,32 +188,77 @@ def test_binds_to_loopback_by_default(web_server):
     assert f"00000000:{port:04X}" not in listening
 
 
-def test_results_expire_and_are_deleted(web_models, shared_data, tmp_path):
+@contextmanager
+def app_in_thread(settings):
+    """The app served by uvicorn in this process (for settings the session server lacks)."""
     import socket
     import threading
 
     import uvicorn
 
-    from aerocolor.web import WebSettings, create_app
+    from aerocolor.web import create_app
 
-    settings = WebSettings(models_dir=web_models, with_default=False, device="cpu",
-                           keep_seconds=0.5, clean_every=0.1, work_dir=tmp_path)
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
     server = uvicorn.Server(uvicorn.Config(create_app(settings), port=port, log_level="warning"))
     thread = threading.Thread(target=server.run)
     thread.start()
     try:
         while not server.started:
             time.sleep(0.05)
-        url = f"http://127.0.0.1:{port}"
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join()
+
+
+def test_results_expire_and_are_deleted(web_models, shared_data, tmp_path):
+    from aerocolor.web import WebSettings
+
+    settings = WebSettings(models_dir=web_models, with_default=False, device="cpu",
+                           keep_seconds=0.5, clean_every=0.1, work_dir=tmp_path)
+    with app_in_thread(settings) as url:
         job_id = submit(url, first_image(shared_data / OLD_TILE).read_bytes()).json()["id"]
         assert wait_done(url, job_id)["state"] == "done"
         assert (tmp_path / job_id / "color-0.png").is_file()
         time.sleep(1.0)
         assert httpx.get(f"{url}/api/jobs/{job_id}").status_code == 404
         assert not (tmp_path / job_id).exists()
-    finally:
-        server.should_exit = True
-        thread.join()
+
+
+def test_multimodal_model_gives_several_samples(shared_data, tmp_path):
+    from conftest import ROOT, tiny_overrides
+
+    from aerocolor.config import load_config
+    from aerocolor.train import train
+    from aerocolor.web import WebSettings
+
+    cfg = load_config(ROOT / "configs" / "bicyclegan.yaml", tiny_overrides(tmp_path / "run", 2, **{
+        "model.color_mode": "lab", "model.options.nef": 8, "model.options.encoder_blocks": 4,
+        "data.train": f"[{shared_data / 'color/train/neon'}]", "data.val": "[]",
+        "optim.batch_size": 2}))
+    train(cfg, progress=False)
+    (tmp_path / "models").mkdir()
+    (tmp_path / "run" / "last.pt").rename(tmp_path / "models" / "bicycle.pt")
+    settings = WebSettings(models_dir=tmp_path / "models", with_default=False, device="cpu")
+    with app_in_thread(settings) as url:
+        [model] = httpx.get(f"{url}/api/models").json()
+        assert model["id"] == "bicycle.pt" and model["multimodal"] is True
+        content = first_image(shared_data / OLD_TILE).read_bytes()
+        for bad in (0, 99):
+            assert submit(url, content, model="bicycle.pt", samples=bad).status_code == 422
+        response = submit(url, content, model="bicycle.pt", samples=3)
+        job = wait_done(url, response.json()["id"])
+        assert job["state"] == "done" and len(job["results"]) == 3
+        samples = [fetch_image(url + r["png"]) for r in job["results"]]
+        assert all(np.any(samples[a] != samples[b]) for a, b in ((0, 1), (0, 2), (1, 2)))
+        # each sample is the model's colouring with the job's seeded latent codes
+        gray = fetch_image(url + job["gray"]).astype(np.float32) / 255
+        colorizer = Colorizer.load(tmp_path / "models" / "bicycle.pt", "cpu")
+        codes = colorizer.latent_codes(3, job["seed"])
+        for sample, z in zip(samples, codes):
+            expected = to_uint8(colorizer.colorize(gray, z=z[None])).astype(np.int16)
+            assert np.abs(sample.astype(np.int16) - expected).max() <= 1
+        download = httpx.get(url + job["results"][2]["png"])
+        assert 'filename="photo_color_3.png"' in download.headers["content-disposition"]

@@ -7,9 +7,11 @@ from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
+import torch
 from tqdm import tqdm
 
 from .color import gray_from_rgb, to_tensor
+from .data.datasets import as_rgb
 from .errors import ImageReadError
 from .imageio import IMAGE_SUFFIXES, is_color, list_images, read_image, write_image
 from .infer.colorizer import DEFAULT_OVERLAP, DEFAULT_TILE, Colorizer
@@ -59,20 +61,38 @@ def expand_inputs(inputs: Iterable[str]) -> list[Path]:
     return files
 
 
+def latent_variants(colorizer: Colorizer, samples: int = 0, style: Path | None = None,
+                    seed: int = 0) -> list[tuple[str, torch.Tensor]] | None:
+    """(file-name tag, latent code) per colorization of a multimodal model: ``samples`` seeded
+    codes tagged _1.._K (around the code of colour image ``style`` when given), or the style's own
+    code alone; None when neither is asked for."""
+    if not samples and style is None:
+        return None
+    reference = as_rgb(read_image(style)) if style is not None else None
+    codes = colorizer.latent_codes(samples, seed, reference)
+    if not samples:
+        return [("", codes)]
+    return [(f"_{k + 1}", codes[k:k + 1]) for k in range(samples)]
+
+
 def colorize_files(colorizer: Colorizer, inputs: list[Path], out_dir: Path, compare: bool = False,
                    tile: int = DEFAULT_TILE, overlap: int = DEFAULT_OVERLAP, skip_existing: bool = False,
-                   suffix: str = "_color", warn=print, progress: bool = True) -> list[Path]:
-    """Colorize each input image into ``out_dir`` as NAME_color.png (and NAME_compare.png)."""
+                   suffix: str = "_color", warn=print, progress: bool = True,
+                   latents: list[tuple[str, torch.Tensor]] | None = None) -> list[Path]:
+    """Colorize each input image into ``out_dir`` as NAME_color.png, or NAME_color_k.png for each
+    code of ``latents`` (see :func:`latent_variants`), (and NAME_compare.png)."""
     written = []
     for path in tqdm(inputs, unit="image", disable=not progress or len(inputs) < 2, desc="colorize"):
-        target = out_dir / f"{path.stem}{suffix}.png"
-        if skip_existing and target.exists():
+        variants = latents or [("", None)]
+        targets = [out_dir / f"{path.stem}{suffix}{tag}.png" for tag, _ in variants]
+        if skip_existing and all(t.exists() for t in targets):
             continue
         img = read_image(path)
         gray = to_gray(img, str(path), warn)
-        colour = colorizer.colorize(gray, tile=tile, overlap=overlap)
-        written.append(write_image(target, colour))
+        colours = [colorizer.colorize(gray, tile=tile, overlap=overlap, z=z)
+                   for _, z in variants]
+        written += [write_image(t, c) for t, c in zip(targets, colours, strict=True)]
         if compare:
-            panels = [gray, colour] + ([img] if img.ndim == 3 and is_color(img) else [])
+            panels = [gray, *colours] + ([img] if img.ndim == 3 and is_color(img) else [])
             written.append(write_image(out_dir / f"{path.stem}_compare.png", side_by_side(*panels)))
     return written

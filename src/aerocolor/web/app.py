@@ -75,6 +75,7 @@ class JobInfo(BaseModel):
     width: int
     height: int
     samples: int
+    seed: int
     georeferenced: bool
     notes: list[str]
     gray: str
@@ -165,11 +166,11 @@ def context(request: Request) -> WebContext:
 def job_info(web: WebContext, job: Job) -> JobInfo:
     base = f"/api/jobs/{job.id}"
     results = [ResultLinks(png=f"{base}/results/{i}.png",
-                           geotiff=f"{base}/results/{i}.tif" if job.georef else None)
+                           geotiff=f"{base}/results/{i}.tif" if job.georeferenced else None)
                for i in range(job.samples)] if job.state == DONE else []
     return JobInfo(id=job.id, state=job.state, progress=round(job.progress, 4), error=job.error,
                    name=job.name, model=job.model, width=job.width, height=job.height,
-                   samples=job.samples, georeferenced=job.georef is not None, notes=job.notes,
+                   samples=job.samples, seed=job.seed, georeferenced=job.georeferenced, notes=job.notes,
                    gray=f"{base}/gray.png", results=results,
                    expires_in=web.store.expires_in(job))
 
@@ -239,8 +240,8 @@ async def create_job(
                                              web.settings.max_pixels)
         job = Job(id=job_id, folder=folder, name=name, model=model_id,
                   samples=samples if multimodal else 1, width=upload.gray.shape[1],
-                  height=upload.gray.shape[0], seed=secrets.randbits(63), georef=upload.georef,
-                  notes=upload.notes)
+                  height=upload.gray.shape[0], seed=secrets.randbits(63),
+                  georeferenced=upload.georeferenced, notes=upload.notes)
         web.store.submit(job)
     except UploadError as e:
         shutil.rmtree(folder, ignore_errors=True)
@@ -273,13 +274,13 @@ def result_as_png(request: Request, job_id: str, index: int) -> FileResponse:
 
 
 @router.get("/jobs/{job_id}/results/{index}.tif", response_class=FileResponse, responses=NOT_FOUND)
-async def result_as_geotiff(request: Request, job_id: str, index: int) -> FileResponse:
-    """Colour sample ``index`` as GeoTIFF with the input's CRS and transform."""
+def result_as_geotiff(request: Request, job_id: str, index: int) -> FileResponse:
+    """Colour sample ``index`` as GeoTIFF with the input's CRS, transform, nodata and mask."""
     job = finished_sample(request, job_id, index)
-    if job.georef is None:
+    if not job.georeferenced:
         raise HTTPException(409, "the input was not georeferenced; download the PNG instead")
-    path = await run_in_threadpool(result_geotiff, job, index)
-    return FileResponse(path, media_type="image/tiff", filename=download_name(job, index, ".tif"))
+    return FileResponse(result_geotiff(job.folder, index), media_type="image/tiff",
+                        filename=download_name(job, index, ".tif"))
 
 
 def create_app(settings: WebSettings | None = None) -> FastAPI:

@@ -20,7 +20,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import AerocolorError
-from .uploads import Georef
 
 log = logging.getLogger("aerocolor.web")
 
@@ -39,7 +38,7 @@ class Job:
     width: int
     height: int
     seed: int = 0
-    georef: Georef | None = None
+    georeferenced: bool = False
     notes: list[str] = field(default_factory=list)
     state: str = QUEUED
     progress: float = 0.0

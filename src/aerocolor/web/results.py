@@ -10,29 +10,31 @@ from pathlib import Path
 from typing import BinaryIO
 
 import numpy as np
-import torch
+import rasterio
 
-from ..imageio import atomic_write, read_image, to_uint8, write_image
-from ..infer import Colorizer
+from ..imageio import atomic_write, write_image
 from ..infer.colorizer import DEFAULT_OVERLAP, tile_windows
+from ..infer.raster import open_raster, output_profile, quantize
 from .catalog import ModelCatalog
 from .jobs import Job
-from .uploads import Georef, Upload, decode_upload, suffix_for
+from .uploads import Upload, decode_upload, suffix_for
 
 GRAY_ARRAY = "gray.npy"
 GRAY_PNG = "gray.png"
+SOURCE_RASTER = "source.tif"  # a georeferenced upload, kept until its GeoTIFFs are written
 
 
 def result_png(folder: Path, index: int) -> Path:
     return folder / f"color-{index}.png"
 
 
-def result_geotiff_path(folder: Path, index: int) -> Path:
+def result_geotiff(folder: Path, index: int) -> Path:
     return folder / f"color-{index}.tif"
 
 
 def store_upload(file: BinaryIO, folder: Path, name: str, max_pixels: int) -> Upload:
-    """Save an uploaded file under a name chosen by its content, check it, keep its gray."""
+    """Save an uploaded file under a name chosen by its content, check it, keep its gray (and
+    the file itself when it is georeferenced)."""
     suffix = suffix_for(file.read(16))
     file.seek(0)
     saved = folder / f"input{suffix}"
@@ -40,27 +42,38 @@ def store_upload(file: BinaryIO, folder: Path, name: str, max_pixels: int) -> Up
         shutil.copyfileobj(file, out)
     try:
         upload = decode_upload(saved, name, max_pixels)
+        if upload.georeferenced:
+            saved.rename(folder / SOURCE_RASTER)
     finally:
-        saved.unlink()
+        saved.unlink(missing_ok=True)
     np.save(folder / GRAY_ARRAY, upload.gray)
     write_image(folder / GRAY_PNG, upload.gray)
     return upload
 
 
-def latent_codes(colorizer: Colorizer, samples: int, seed: int) -> list[torch.Tensor | None]:
-    """One random z per sample for a multimodal model (reproducible from ``seed``); else none."""
-    if not colorizer.multimodal:
-        return [None]
-    gen = torch.Generator().manual_seed(seed)
-    nz = colorizer.method.opts.nz
-    return [torch.randn(1, nz, generator=gen).to(colorizer.device) for _ in range(samples)]
+def write_geotiff(path: Path, colour: np.ndarray, source: Path) -> Path:
+    """Colour HxWx3 in [0, 1] as a GeoTIFF on the source raster's grid: its CRS, transform,
+    bit depth, nodata and mask (the conventions of :mod:`aerocolor.infer.raster`)."""
+    with open_raster(source) as src:
+        bands = [1, 2, 3] if src.count >= 3 else [1]
+        profile, has_mask = output_profile(src, bands, "deflate")
+        valid = (src.read_masks(bands) > 0).all(axis=0)
+
+    def write(tmp: str) -> None:
+        with rasterio.Env(GDAL_TIFF_INTERNAL_MASK=True), rasterio.open(tmp, "w", **profile) as dst:
+            dst.write(quantize(colour, valid, profile["dtype"], profile["nodata"]))
+            if has_mask:
+                dst.write_mask(valid.astype(np.uint8) * 255)
+
+    return atomic_write(path, write)
 
 
 def colorize_job(job: Job, catalog: ModelCatalog, tile: int) -> None:
-    """Colorize a job's gray input into one PNG per sample, reporting progress on the job."""
+    """Colorize a job's gray input into one PNG (and GeoTIFF, for a georeferenced input) per
+    sample, reporting progress on the job."""
     colorizer = catalog.colorizer(job.model)
     gray = np.load(job.folder / GRAY_ARRAY)
-    codes = latent_codes(colorizer, job.samples, job.seed)
+    codes = colorizer.latent_codes(job.samples, job.seed) if colorizer.multimodal else [None]
     tiles = len(tile_windows(*gray.shape, tile, DEFAULT_OVERLAP))
     total = tiles * len(codes)
     done = 0
@@ -71,32 +84,11 @@ def colorize_job(job: Job, catalog: ModelCatalog, tile: int) -> None:
         job.progress = min(done / total, 0.99)
 
     for index, z in enumerate(codes):
+        z = None if z is None else z[None]
         colour = colorizer.colorize(gray, tile=tile, overlap=DEFAULT_OVERLAP, z=z, progress=advance)
         write_image(result_png(job.folder, index), colour)
+        if job.georeferenced:
+            write_geotiff(result_geotiff(job.folder, index), colour, job.folder / SOURCE_RASTER)
         done = (index + 1) * tiles
         job.progress = min(done / total, 0.99)
-
-
-def write_geotiff(path: Path, rgb: np.ndarray, georef: Georef) -> Path:
-    """An RGB uint8 GeoTIFF on the grid of the input (same CRS and transform)."""
-    import rasterio
-
-    h, w = rgb.shape[:2]
-    tiled = h >= 256 and w >= 256
-    profile = dict(driver="GTiff", width=w, height=h, count=3, dtype="uint8", crs=georef.crs,
-                   transform=georef.transform, photometric="RGB", compress="deflate",
-                   tiled=tiled, **({"blockxsize": 256, "blockysize": 256} if tiled else {}))
-
-    def write(tmp: str) -> None:
-        with rasterio.open(tmp, "w", **profile) as dst:
-            dst.write(np.moveaxis(rgb, -1, 0))
-
-    return atomic_write(path, write)
-
-
-def result_geotiff(job: Job, index: int) -> Path:
-    """The sample as a GeoTIFF with the input's georeference, written on first request."""
-    path = result_geotiff_path(job.folder, index)
-    if not path.is_file():
-        write_geotiff(path, to_uint8(read_image(result_png(job.folder, index))), job.georef)
-    return path
+    (job.folder / SOURCE_RASTER).unlink(missing_ok=True)

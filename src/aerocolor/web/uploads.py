@@ -38,20 +38,12 @@ class UploadError(AerocolorError):
         self.status = status
 
 
-@dataclass(frozen=True)
-class Georef:
-    """Where a raster lies on the ground: what a GeoTIFF result must keep."""
-
-    crs: object
-    transform: object
-
-
 @dataclass
 class Upload:
     """An accepted upload, decoded to gray."""
 
     gray: np.ndarray
-    georef: Georef | None
+    georeferenced: bool
     notes: list[str]
 
 
@@ -90,16 +82,14 @@ def pixel_size(path: Path, name: str) -> tuple[int, int]:
                           f"give a valid {FORMATS} file", 422) from None
 
 
-def read_georef(path: Path) -> Georef | None:
-    """The CRS and transform of a georeferenced TIFF, or None."""
+def is_georeferenced(path: Path) -> bool:
+    """A TIFF with a coordinate reference system: its result can be a GeoTIFF."""
     if path.suffix != ".tif":
-        return None
+        return False
     import rasterio
 
     with rasterio.open(path) as src:
-        if src.crs is None:
-            return None
-        return Georef(crs=src.crs, transform=src.transform)
+        return src.crs is not None
 
 
 def check_pixels(path: Path, name: str, max_pixels: int) -> tuple[int, int]:
@@ -122,5 +112,5 @@ def decode_upload(path: Path, name: str, max_pixels: int) -> Upload:
                           f"give a valid {FORMATS} file", 422) from None
     notes: list[str] = []
     gray = to_gray(img, name, notes.append)
-    return Upload(gray=np.ascontiguousarray(gray, np.float32), georef=read_georef(path),
-                  notes=notes)
+    return Upload(gray=np.ascontiguousarray(gray, np.float32),
+                  georeferenced=is_georeferenced(path), notes=notes)
