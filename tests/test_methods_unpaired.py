@@ -175,3 +175,35 @@ def test_cut_refuses_lab_and_layers_beyond_the_generator(shared_data, tmp_path):
         built(tiny_config(shared_data, "cut", tmp_path, **{"model.color_mode": "lab"}))
     with pytest.raises(ConfigError, match="encoder layers 0..6"):
         built(tiny_config(shared_data, "cut", tmp_path, **{"model.nets.netG": "unet"}))
+
+
+def test_bicyclegan_colorize_writes_k_samples_and_follows_a_style(trained, shared_data, tmp_path):
+    from typer.testing import CliRunner
+
+    from aerocolor.cli import app
+    from aerocolor.errors import AerocolorError
+    from aerocolor.imageio import read_image
+
+    photo = str(sorted((shared_data / "old/val/gsi1960s").glob("*.png"))[1])
+    ckpt = str(trained["bicyclegan"] / "last.pt")
+    run = CliRunner().invoke
+    res = run(app, ["colorize", ckpt, photo, "-o", str(tmp_path / "k"), "--samples", "3", "--compare"])
+    assert res.exit_code == 0, res.output
+    samples = [read_image(p) for p in sorted((tmp_path / "k").glob("*_color_*.png"))]
+    assert len(samples) == 3
+    assert all(np.abs(a - b).max() > 0 for i, a in enumerate(samples) for b in samples[i + 1:])
+    # the same seed gives the same codes
+    assert run(app, ["colorize", ckpt, photo, "-o", str(tmp_path / "again"), "--samples", "3"]).exit_code == 0
+    again = [read_image(p) for p in sorted((tmp_path / "again").glob("*_color_*.png"))]
+    assert all(np.array_equal(a, b) for a, b in zip(samples, again, strict=True))
+
+    styles = []
+    for ref in sorted((shared_data / "color/val/aid").glob("*.jpg"))[:2]:
+        out = tmp_path / ref.stem
+        res = run(app, ["colorize", ckpt, photo, "-o", str(out), "--style", str(ref)])
+        assert res.exit_code == 0, res.output
+        styles.append(read_image(next(out.glob("*_color.png"))))
+    assert np.abs(styles[0] - styles[1]).max() > 0
+
+    res = run(app, ["colorize", str(trained["cyclegan"] / "last.pt"), photo, "-o", str(tmp_path), "--samples", "2"])
+    assert isinstance(res.exception, AerocolorError) and "BicycleGAN" in str(res.exception)

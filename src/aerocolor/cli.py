@@ -83,11 +83,14 @@ def colorize(
     band: Annotated[int | None, typer.Option(help="Rasters: band to colorize (default: luminance of bands 1-3, or band 1).")] = None,
     stretch: Annotated[str, typer.Option(help="Rasters: auto (percentile stretch beyond 8 bits), percentile or none.")] = "auto",
     match_resolution: Annotated[bool, typer.Option(help="Rasters: resample to the model's ground resolution and back.")] = False,
+    samples: Annotated[int, typer.Option(help="Multimodal (BicycleGAN) models: K colorizations each, NAME_color_1..K.png.")] = 0,
+    style: Annotated[Path | None, typer.Option(help="Multimodal models: take the colours of this reference colour image.")] = None,
+    seed: Annotated[int, typer.Option(help="Seed of the --samples latent codes.")] = 0,
 ) -> None:
     """Colorize gray aerial photos (PNG, JPEG, TIFF; any size). Colour inputs are converted to gray first.
 
     Rasters (GeoTIFF, COG, JPEG2000, VRT) are streamed tile by tile into georeferenced .tif outputs."""
-    from .colorize import colorize_files, expand_inputs
+    from .colorize import colorize_files, expand_inputs, latent_variants
     from .infer import Colorizer
     from .infer.raster import RasterOptions
 
@@ -102,7 +105,7 @@ def colorize(
                            tile=tile, overlap=overlap, batch_size=batch_size)
     written = colorize_files(colorizer, files, out, compare=compare, tile=tile, overlap=overlap,
                              skip_existing=skip_existing, warn=lambda m: typer.echo(m, err=True),
-                             raster=raster)
+                             raster=raster, latents=latent_variants(colorizer, samples, style, seed))
     for p in written:
         typer.echo(str(p))
 

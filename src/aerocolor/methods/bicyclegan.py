@@ -22,7 +22,7 @@ from ..errors import ConfigError
 from ..losses import discriminator_loss, gan_loss, kl_to_standard_normal, masked_l1
 from ..nets import build_discriminator, build_generator
 from ..nets.encoders import build_latent_encoder
-from .base import Method, MethodOptions, parameters_of, register, set_requires_grad, unwrap
+from .base import Method, MethodOptions, adam, parameters_of, register, set_requires_grad, unwrap
 from .domains import colour_view
 
 
@@ -70,10 +70,9 @@ class BicycleGAN(Method):
         return [self.netD] if self.opts.use_same_D else [self.netD, self.netD2]
 
     def configure_optimizers(self, optim: OptimConfig) -> dict[str, torch.optim.Optimizer]:
-        betas = (optim.beta1, optim.beta2)
         self.optimizers = {
-            "G": torch.optim.Adam(parameters_of([self.netG, self.netE]), lr=optim.lr_G, betas=betas),
-            "D": torch.optim.Adam(parameters_of(self.discriminators), lr=optim.lr_D, betas=betas),
+            "G": adam(parameters_of([self.netG, self.netE]), optim, optim.lr_G),
+            "D": adam(parameters_of(self.discriminators), optim, optim.lr_D),
         }
         return self.optimizers
 

@@ -23,7 +23,7 @@ from ..nets.encoders import (
     feature_channels,
     generator_features,
 )
-from .base import Method, MethodOptions, register, set_requires_grad, unwrap
+from .base import Method, MethodOptions, adam, register, set_requires_grad, unwrap
 from .domains import gray_of_rgb_output
 
 
@@ -77,11 +77,10 @@ class CUT(Method):
         self.netD = build_discriminator(cfg.nets, self.out_channels)
 
     def configure_optimizers(self, optim: OptimConfig) -> dict[str, torch.optim.Optimizer]:
-        betas = (optim.beta1, optim.beta2)
         self.optimizers = {
-            "G": torch.optim.Adam(self.netG.parameters(), lr=optim.lr_G, betas=betas),
-            "F": torch.optim.Adam(self.netF.parameters(), lr=optim.lr_G, betas=betas),
-            "D": torch.optim.Adam(self.netD.parameters(), lr=optim.lr_D, betas=betas),
+            "G": adam(self.netG.parameters(), optim, optim.lr_G),
+            "F": adam(self.netF.parameters(), optim, optim.lr_G),
+            "D": adam(self.netD.parameters(), optim, optim.lr_D),
         }
         return self.optimizers
 

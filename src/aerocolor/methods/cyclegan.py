@@ -17,7 +17,7 @@ from ..color import net_input, net_target
 from ..config import ModelConfig, OptimConfig
 from ..losses import discriminator_loss, gan_loss, masked_l1
 from ..nets import build_discriminator, build_generator
-from .base import Method, MethodOptions, parameters_of, register, set_requires_grad, unwrap
+from .base import Method, MethodOptions, adam, parameters_of, register, set_requires_grad, unwrap
 from .domains import colour_view, rgb_of_gray
 
 
@@ -91,10 +91,9 @@ class CycleGAN(Method):
         return [self.netD_A, self.netD_B] if self.two_sided else [self.netD_B]
 
     def configure_optimizers(self, optim: OptimConfig) -> dict[str, torch.optim.Optimizer]:
-        betas = (optim.beta1, optim.beta2)
         self.optimizers = {
-            "G": torch.optim.Adam(parameters_of(self.generators), lr=optim.lr_G, betas=betas),
-            "D": torch.optim.Adam(parameters_of(self.discriminators), lr=optim.lr_D, betas=betas),
+            "G": adam(parameters_of(self.generators), optim, optim.lr_G),
+            "D": adam(parameters_of(self.discriminators), optim, optim.lr_D),
         }
         return self.optimizers
 
