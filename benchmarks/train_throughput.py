@@ -1,4 +1,4 @@
-"""Training throughput of pix2pix on the CPU (or GPU), in images per second.
+"""Training throughput of pix2pix, CycleGAN, CUT and FastCUT on the CPU (or GPU), in images per second.
 
 Prints a Markdown table. Each row trains the real model on real crops from ../shared/data
 (random data if that folder is absent) for a few warm-up steps, then times the steps (wall time,
@@ -6,6 +6,7 @@ data loading included).
 
     python benchmarks/train_throughput.py                # the standard rows, 2 CPU threads
     python benchmarks/train_throughput.py --steps 20 --threads 2 --device cpu
+    python benchmarks/train_throughput.py --match cut --steps 3 --warmup 1   # CUT and FastCUT rows
 """
 
 from __future__ import annotations
@@ -19,10 +20,16 @@ from pathlib import Path
 import torch
 
 from aerocolor.config import load_config
-from aerocolor.data.datasets import EpochSampler, PairedColorDataset
+from aerocolor.data.datasets import EpochSampler
 from aerocolor.methods import get_method
+from aerocolor.train import build_dataset
 
-DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "color" / "train" / "maps"
+SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+DATA = SHARED / "color" / "train" / "maps"
+OLD = SHARED / "old" / "train" / "gsi1960s"
+# the reference unpaired setups: ResNet 9 blocks, instance norm, no dropout, LSGAN
+UNPAIRED = ["model.nets.netG=resnet_9blocks", "model.nets.norm=instance", "model.nets.dropout=false",
+            "model.gan_mode=lsgan"]
 
 ROWS = [
     # (label, overrides, batch size)
@@ -31,29 +38,36 @@ ROWS = [
     ("unet_256 rgb", ["model.nets.netG=unet_256"], 4),
     ("resnet_9blocks lab", ["model.nets.netG=resnet_9blocks", "model.color_mode=lab"], 1),
     ("resnet_9blocks lab", ["model.nets.netG=resnet_9blocks", "model.color_mode=lab"], 4),
+    ("cyclegan resnet_9blocks rgb", ["model.method=cyclegan", *UNPAIRED], 1),
+    ("cut resnet_9blocks rgb", ["model.method=cut", *UNPAIRED], 1),
+    ("fastcut resnet_9blocks rgb", ["model.method=fastcut", *UNPAIRED], 1),
 ]
 
 
-def batches(batch_size: int, crop: int):
-    if DATA.is_dir():
-        ds = PairedColorDataset([str(DATA)], crop, seed=0)
+def batches(cfg, batch_size: int):
+    method_cls = get_method(cfg.model.method)
+    if DATA.is_dir() and OLD.is_dir():
+        ds = build_dataset(cfg, method_cls)
         loader = torch.utils.data.DataLoader(ds, batch_sampler=EpochSampler(len(ds), batch_size))
         yield from loader
+    crop = cfg.data.crop_size
     while True:
-        rgb = torch.rand(batch_size, 3, crop, crop)
-        yield {"rgb": rgb, "gray": rgb.mean(1, keepdim=True), "mask": torch.ones(batch_size, 1, crop, crop)}
+        rgb, gray = torch.rand(batch_size, 3, crop, crop), torch.rand(batch_size, 1, crop, crop)
+        mask = torch.ones(batch_size, 1, crop, crop)
+        yield {"rgb": rgb, "gray": gray, "mask": mask, "b_rgb": rgb, "b_gray": rgb.mean(1, keepdim=True),
+               "b_mask": mask}
 
 
 def measure(overrides: list[str], batch_size: int, steps: int, warmup: int, device: str) -> float:
     cfg = load_config(None, [*overrides, f"optim.batch_size={batch_size}", "model.nets.ngf=64",
-                             "model.nets.ndf=64"])
+                             "model.nets.ndf=64", f"data.train=[{DATA}]", f"data.train_a=[{OLD}]"])
     dev = torch.device(device)
-    method = get_method("pix2pix")(cfg.model).to(dev)
+    method = get_method(cfg.model.method)(cfg.model).to(dev)
     if cfg.train.channels_last:
         method.to(memory_format=torch.channels_last)
     method.configure_optimizers(cfg.optim)
     method.train()
-    data = batches(batch_size, cfg.data.crop_size)
+    data = batches(cfg, batch_size)
 
     def step():
         batch = {k: v.to(dev) for k, v in next(data).items()}
@@ -79,14 +93,15 @@ def main() -> None:
     ap.add_argument("--warmup", type=int, default=2)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--device", default="cpu")
+    ap.add_argument("--match", default="", help="only the rows whose label contains this, e.g. cut")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
-    print(f"pix2pix training throughput, 256x256 crops, ngf 64, ndf 64, fp32, {args.device}, "
+    print(f"training throughput (pix2pix unless named), 256x256 crops, ngf 64, ndf 64, fp32, {args.device}, "
           f"{args.threads} threads; {platform.processor() or platform.machine()}, torch {torch.__version__}, "
           f"{datetime.date.today()}; data: {'real crops' if DATA.is_dir() else 'random'}\n")
     print("| configuration | batch | images/s | s/iteration |")
     print("|---|---|---|---|")
-    for label, overrides, bs in ROWS:
+    for label, overrides, bs in [r for r in ROWS if args.match in r[0]]:
         ips = measure(overrides, bs, args.steps, args.warmup, args.device)
         print(f"| {label} | {bs} | {ips:.2f} | {bs / ips:.2f} |", flush=True)
 
