@@ -53,9 +53,10 @@ def web_models(tiny_checkpoint: Path, tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def start_web_server(web_models: Path, tmp_path_factory):
-    """Starts ``aerocolor serve`` on a free loopback port (extra CLI options allowed); returns
-    its base URL. Every server started is stopped at the end of the session."""
+def web_server(web_models: Path, tmp_path_factory) -> str:
+    """The session's one ``aerocolor serve`` on a free loopback port: the tiny model (and the
+    bundled one where present), a 2 MB upload limit and a 4 megapixel limit so that the limits
+    can be tested with small files. Returns its base URL."""
     import socket
     import subprocess
     import sys
@@ -63,36 +64,27 @@ def start_web_server(web_models: Path, tmp_path_factory):
 
     import httpx
 
-    procs = []
-
-    def start(*options: str) -> str:
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
-        log = tmp_path_factory.mktemp("web_server") / "server.log"
-        command = [sys.executable, "-m", "aerocolor", "serve", "--models", str(web_models),
-                   "--port", str(port), "--device", "cpu", *options]
-        proc = subprocess.Popen(command, stdout=log.open("w"), stderr=subprocess.STDOUT)
-        procs.append(proc)
-        url = f"http://127.0.0.1:{port}"
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    log = tmp_path_factory.mktemp("web_server") / "server.log"
+    command = [sys.executable, "-m", "aerocolor", "serve", "--models", str(web_models),
+               "--port", str(port), "--device", "cpu", "--max-upload-mb", "2",
+               "--max-megapixels", "4"]
+    proc = subprocess.Popen(command, stdout=log.open("w"), stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    try:
         for _ in range(300):
             if proc.poll() is not None:
                 raise RuntimeError(f"aerocolor serve exited: {log.read_text()}")
             try:
                 if httpx.get(f"{url}/api/health", timeout=1).status_code == 200:
-                    return url
+                    break
             except httpx.TransportError:
                 time.sleep(0.2)
-        raise RuntimeError(f"aerocolor serve did not answer: {log.read_text()}")
-
-    yield start
-    for proc in procs:
+        else:
+            raise RuntimeError(f"aerocolor serve did not answer: {log.read_text()}")
+        yield url
+    finally:
         proc.terminate()
         proc.wait(timeout=30)
-
-
-@pytest.fixture(scope="session")
-def web_server(start_web_server) -> str:
-    """The session's one web app (tiny model, plus the bundled model where present), with a
-    2 MB upload limit and a 4 megapixel limit so the limits can be tested with small files."""
-    return start_web_server("--max-upload-mb", "2", "--max-megapixels", "4")

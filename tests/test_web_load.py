@@ -8,7 +8,9 @@ import io
 import httpx
 import numpy as np
 from PIL import Image
-from test_web_api import fetch_image, wait_done
+from test_web_api import app_in_thread, fetch_image, wait_done
+
+from aerocolor.web import WebSettings
 
 USERS = 20
 SIZE = 512
@@ -42,22 +44,25 @@ def test_twenty_users_at_once_all_get_results(web_server, shared_data):
         assert fetch_image(web_server + job["results"][0]["png"]).shape == (SIZE, SIZE, 3)
 
 
-def test_full_queue_answers_503_with_retry_after(start_web_server, shared_data):
+def test_full_queue_answers_503_with_retry_after(web_models, shared_data):
     # one worker, two places in the queue; 256-pixel tiles make a job outlast the uploads
-    url = start_web_server("--workers", "1", "--queue-size", "2", "--tile", "256")
+    settings = WebSettings(models_dir=web_models, with_default=False, device="cpu", workers=1,
+                           queue_size=2, tile=256)
     images = aerial_crops(shared_data, USERS)
-    responses = asyncio.run(post_together(url, images))
-    codes = [r.status_code for r in responses]
-    assert set(codes) == {202, 503}, codes
-    for refused in (r for r in responses if r.status_code == 503):
-        assert int(refused.headers["Retry-After"]) >= 1
-        assert "queue is full" in refused.json()["detail"]
-    for accepted in (r for r in responses if r.status_code == 202):
-        assert wait_done(url, accepted.json()["id"], timeout=120)["state"] == "done"
-    health = httpx.get(f"{url}/api/health").json()
-    assert health["status"] == "ok" and health["jobs"]["failed"] == 0
-    assert health["jobs"]["done"] == codes.count(202)
-    again = httpx.post(f"{url}/api/jobs", files={"image": ("again.png", images[0])},
-                       data={"model": "tiny.pt"})
-    assert again.status_code == 202
-    assert np.any(fetch_image(url + wait_done(url, again.json()["id"])["results"][0]["png"]))
+    with app_in_thread(settings) as url:
+        responses = asyncio.run(post_together(url, images))
+        codes = [r.status_code for r in responses]
+        assert set(codes) == {202, 503}, codes
+        for refused in (r for r in responses if r.status_code == 503):
+            assert int(refused.headers["Retry-After"]) >= 1
+            assert "queue is full" in refused.json()["detail"]
+        for accepted in (r for r in responses if r.status_code == 202):
+            assert wait_done(url, accepted.json()["id"], timeout=120)["state"] == "done"
+        health = httpx.get(f"{url}/api/health").json()
+        assert health["status"] == "ok" and health["jobs"]["failed"] == 0
+        assert health["jobs"]["done"] == codes.count(202)
+        again = httpx.post(f"{url}/api/jobs", files={"image": ("again.png", images[0])},
+                           data={"model": "tiny.pt"})
+        assert again.status_code == 202
+        result = wait_done(url, again.json()["id"])["results"][0]["png"]
+        assert np.any(fetch_image(url + result))
