@@ -59,6 +59,19 @@ def fixed_batch(dataset, index: int = 5) -> dict[str, torch.Tensor]:
     return {k: v[None] for k, v in dataset[(0, index)].items()}
 
 
+def test_unpaired_samples_are_one_channel_a_and_colour_b_and_repeatable(shared_data):
+    from aerocolor.data.unpaired import UnpairedDataset
+
+    old, neon = shared_data / "old/train/gsi1960s", shared_data / "color/train/neon"
+    ds = UnpairedDataset([str(old)], [str(neon)], 64, seed=3)
+    assert len(ds) == max(len(list(old.glob("*.png"))), len(list(neon.glob("*.jpg"))))
+    first, same, next_epoch = ds[(0, 7)], ds[(0, 7)], ds[(1, 7)]
+    assert first["gray"].shape == first["mask"].shape == first["b_gray"].shape == (1, 64, 64)
+    assert first["b_rgb"].shape == (3, 64, 64)
+    assert all(torch.equal(first[k], same[k]) for k in first)
+    assert not torch.equal(first["b_rgb"], next_epoch["b_rgb"])
+
+
 def test_patch_nce_is_infonce_over_patches():
     gen = torch.Generator().manual_seed(1)
     q = torch.nn.functional.normalize(torch.randn(2, 5, 4, generator=gen), dim=-1)

@@ -58,8 +58,6 @@ class UnpairedDataset(Dataset):
         b_file = self.files_b[int(rng.integers(len(self.files_b)))]
         b, b_mask = self._crop(as_rgb(read_image(b_file)), rng)
         rgb = to_tensor(b)
-        b_gray = gray_from_rgb(rgb)
-        if self.ager is not None:
-            b_gray = to_tensor(self.ager(b_gray[0, 0].numpy(), rng))
+        b_gray = gray_from_rgb(rgb) if self.ager is None else to_tensor(self.ager(b, rng))
         return {"gray": to_tensor(a)[0], "mask": to_tensor(a_mask)[0], "b_rgb": rgb[0],
                 "b_gray": b_gray[0], "b_mask": to_tensor(b_mask)[0]}

@@ -89,8 +89,9 @@ class CUT(Method):
         """PatchNCE between the features of the sources (keys) and of the outputs ``out``
         (queries; flipped back when the sources were flipped), averaged over layers."""
         o = self.opts
-        _, query_feats = generator_features(unwrap(self.netG), gray_of_rgb_output(out),
-                                            o.nce_layers, encode_only=True)
+        with self.amp():
+            _, query_feats = generator_features(unwrap(self.netG), gray_of_rgb_output(out),
+                                                o.nce_layers, encode_only=True)
         if flipped:
             query_feats = [f.flip(3) for f in query_feats]
         with torch.no_grad():  # the keys get no gradient, so their projection needs none
@@ -128,11 +129,12 @@ class CUT(Method):
         self.optimizers["F"].zero_grad(set_to_none=True)
         with self.amp():
             losses = {"G_GAN": gan_loss(unwrap(self.netD)(fake_b), True, gan_mode, False)}
-            losses["NCE"] = self.nce_loss([f[:n] for f in key_feats], fake_b, flipped)
-            nce = losses["NCE"]
-            if o.nce_idt:
-                losses["NCE_Y"] = self.nce_loss([f[n:] for f in key_feats], out[n:], flipped)
-                nce = (nce + losses["NCE_Y"]) / 2
+        # the projection head and the contrastive logits (divided by 0.07) stay in float32
+        losses["NCE"] = self.nce_loss([f[:n] for f in key_feats], fake_b, flipped)
+        nce = losses["NCE"]
+        if o.nce_idt:
+            losses["NCE_Y"] = self.nce_loss([f[n:] for f in key_feats], out[n:], flipped)
+            nce = (nce + losses["NCE_Y"]) / 2
         (o.lambda_GAN * losses["G_GAN"] + o.lambda_NCE * nce).backward()
         self.optimizers["G"].step()
         self.optimizers["F"].step()
