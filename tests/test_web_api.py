@@ -106,6 +106,26 @@ def test_geotiff_download_keeps_georeference(web_server, shared_data, tmp_path):
     assert np.array_equal(rgb, fetch_image(web_server + job["results"][0]["png"]))
 
 
+def test_geotiff_download_keeps_nodata(web_server, shared_data, tmp_path):
+    """A scan with a no-data corner (as map tiles of old photos have) keeps it in the result."""
+    with rasterio.open(shared_data / "geo" / "neon_osbs_029_rgb_0.1m.tif") as src:
+        profile, data = src.profile, src.read()
+    rows, cols = np.indices(data.shape[1:])
+    corner = rows + cols < 120
+    data[:, corner] = 0
+    data[:, ~corner] = np.maximum(data[:, ~corner], 1)
+    scan = tmp_path / "scan.tif"
+    with rasterio.open(scan, "w", **{**profile, "nodata": 0}) as dst:
+        dst.write(data)
+    job = wait_done(web_server, submit(web_server, scan.read_bytes(), "scan.tif").json()["id"])
+    (tmp_path / "out.tif").write_bytes(httpx.get(web_server + job["results"][0]["geotiff"]).content)
+    with rasterio.open(tmp_path / "out.tif") as out:
+        assert out.nodata == 0 and out.crs == profile["crs"]
+        colour = out.read()
+    assert (colour[:, corner] == 0).all()
+    assert (colour[:, ~corner].max(axis=0) > 0).all()
+
+
 def test_unsupported_and_corrupt_files_get_4xx(web_server, shared_data):
     real_png = first_image(shared_data / OLD_TILE).read_bytes()
     real_jpeg = first_image(shared_data / MAPS).read_bytes()
@@ -262,3 +282,12 @@ def test_multimodal_model_gives_several_samples(shared_data, tmp_path):
             assert np.abs(sample.astype(np.int16) - expected).max() <= 1
         download = httpx.get(url + job["results"][2]["png"])
         assert 'filename="photo_color_3.png"' in download.headers["content-disposition"]
+
+
+def test_serve_without_models_says_what_to_give(tmp_path, capsys):
+    from aerocolor.cli import main
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(["serve", "--models", str(tmp_path / "missing")])
+    assert exit_info.value.code == 2
+    assert "missing: no such folder; give --models a folder" in capsys.readouterr().err
