@@ -31,7 +31,7 @@ from ..methods import Method, get_method
 DEFAULT_TILE = 512
 DEFAULT_OVERLAP = 64
 DEFAULT_BATCH = 4
-NORM_SAMPLE_TILES = 64  # tiles spread over the input from which shared norm statistics come
+NORM_SAMPLE_PIXELS = 2**21  # tile pixels spread over the input that norm statistics come from
 COLOUR_CHUNK = 2048  # columns converted to colour at a time, to bound memory on wide rasters
 
 # read(top, left, height, width) -> gray float32 array in [0, 1]
@@ -119,36 +119,29 @@ def instance_norms(net: nn.Module) -> list[nn.modules.instancenorm._InstanceNorm
             and not m.track_running_stats]
 
 
-@contextmanager
-def recorded_norm_stats(norms: list[nn.Module]) -> Iterator[dict[nn.Module, list]]:
-    """Accumulate, for each instance norm, the per-channel sums of its inputs over all calls."""
-    sums: dict[nn.Module, list] = {}
-
-    def record(module, args):
-        x = args[0].detach().double()
-        s = sums.setdefault(module, [0.0, 0.0, 0])
-        s[0] = s[0] + x.sum(dim=(0, 2, 3))
-        s[1] = s[1] + (x * x).sum(dim=(0, 2, 3))
-        s[2] += x.shape[0] * x.shape[2] * x.shape[3]
-
-    handles = [m.register_forward_pre_hook(record) for m in norms]
-    try:
-        yield sums
-    finally:
-        for h in handles:
-            h.remove()
-
-
 NormStats = dict[nn.Module, tuple[torch.Tensor, torch.Tensor]]
 
 
-def norm_stats_from_sums(sums: dict[nn.Module, list]) -> NormStats:
-    """Per-channel mean and (biased) variance from recorded sums."""
-    stats = {}
-    for module, (s1, s2, n) in sums.items():
-        mean = s1 / n
-        stats[module] = (mean.float(), (s2 / n - mean * mean).clamp(min=0).float())
-    return stats
+@contextmanager
+def pooled_norm_stats(norms: list[nn.Module]) -> Iterator[NormStats]:
+    """Instance norms normalise with per-channel statistics pooled over the whole batch (as if
+    its tiles were one image) and record them."""
+    stats: NormStats = {}
+
+    def pool(module, args):
+        x = args[0].float()
+        mean, var = x.mean(dim=(0, 2, 3)), x.var(dim=(0, 2, 3), unbiased=False)
+        stats[module] = (mean, var)
+        module.running_mean, module.running_var, module.track_running_stats = mean, var, True
+
+    handles = [m.register_forward_pre_hook(pool) for m in norms]
+    try:
+        yield stats
+    finally:
+        for h in handles:
+            h.remove()
+        for m in norms:
+            m.running_mean, m.running_var, m.track_running_stats = None, None, False
 
 
 @contextmanager
@@ -302,14 +295,17 @@ class Colorizer:
     @torch.no_grad()
     def norm_stats(self, read: GrayReader, windows: list[tuple[int, int, int, int]],
                    z: torch.Tensor | None) -> NormStats:
-        """Instance-norm statistics over tiles spread across the whole input."""
+        """Instance-norm statistics of tiles spread across the whole input, run as one batch
+        whose every layer is normalised with statistics pooled over all its tiles."""
         norms = getattr(self.generator, "norms", [])
         if not norms or len(windows) < 2:
             return {}
-        with recorded_norm_stats(norms) as sums:
-            for win in spread_sample(windows, NORM_SAMPLE_TILES):
-                self.raw_output(self.gray_tensor(read(*win)), z)
-        return norm_stats_from_sums(sums)
+        _, _, th, tw = windows[0]
+        sample = spread_sample(windows, max(1, NORM_SAMPLE_PIXELS // (th * tw)))
+        tiles = torch.cat([self.gray_tensor(read(*win)) for win in sample])
+        with pooled_norm_stats(norms) as stats:
+            self.raw_output(tiles, None if z is None else z.expand(len(sample), -1))
+        return stats
 
     @torch.no_grad()
     def blend_tiles(self, read: GrayReader, h: int, w: int, tile: int = DEFAULT_TILE,

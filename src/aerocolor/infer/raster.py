@@ -171,7 +171,7 @@ def model_grid(src, model_res: float, name: str) -> WarpedVRT:
     """A virtual, lazily resampled view of ``src`` at the model's ground resolution."""
     scale = model_res / ground_resolution(src, name)
     width, height = max(1, round(src.width / scale)), max(1, round(src.height / scale))
-    transform = src.transform * src.transform.scale(src.width / width, src.height / height)
+    transform = src.transform @ src.transform.scale(src.width / width, src.height / height)
     resampling = Resampling.average if scale > 1 else Resampling.bilinear
     return WarpedVRT(src, crs=src.crs, transform=transform, width=width, height=height,
                      resampling=resampling)
