@@ -15,6 +15,7 @@ from .data.datasets import as_rgb
 from .errors import ImageReadError
 from .imageio import IMAGE_SUFFIXES, is_color, list_images, read_image, write_image
 from .infer.colorizer import DEFAULT_OVERLAP, DEFAULT_TILE, Colorizer
+from .infer.raster import RasterOptions, colorize_raster, is_raster, raster_output_path
 
 log = logging.getLogger("aerocolor")
 
@@ -78,18 +79,28 @@ def latent_variants(colorizer: Colorizer, samples: int = 0, style: Path | None =
 def colorize_files(colorizer: Colorizer, inputs: list[Path], out_dir: Path, compare: bool = False,
                    tile: int = DEFAULT_TILE, overlap: int = DEFAULT_OVERLAP, skip_existing: bool = False,
                    suffix: str = "_color", warn=print, progress: bool = True,
-                   latents: list[tuple[str, torch.Tensor]] | None = None) -> list[Path]:
+                   latents: list[tuple[str, torch.Tensor]] | None = None,
+                   raster: RasterOptions | None = None) -> list[Path]:
     """Colorize each input image into ``out_dir`` as NAME_color.png, or NAME_color_k.png for each
-    code of ``latents`` (see :func:`latent_variants`), (and NAME_compare.png)."""
+    code of ``latents`` (see :func:`latent_variants`), (and NAME_compare.png);
+    rasters (GeoTIFF, JPEG2000, ...) are streamed into georeferenced NAME_color.tif files."""
     written = []
+    raster = raster or RasterOptions(tile=tile, overlap=overlap)
     for path in tqdm(inputs, unit="image", disable=not progress or len(inputs) < 2, desc="colorize"):
+        if is_raster(path):
+            target = raster_output_path(path, out_dir, suffix)
+            if not (skip_existing and target.exists()):
+                written.append(colorize_raster(colorizer, path, target, raster, progress))
+            if compare:
+                warn(f"{path}: --compare is for plain images; none written for a raster")
+            continue
         variants = latents or [("", None)]
         targets = [out_dir / f"{path.stem}{suffix}{tag}.png" for tag, _ in variants]
         if skip_existing and all(t.exists() for t in targets):
             continue
         img = read_image(path)
         gray = to_gray(img, str(path), warn)
-        colours = [colorizer.colorize(gray, tile=tile, overlap=overlap, z=z)
+        colours = [colorizer.colorize(gray, tile=tile, overlap=overlap, batch_size=raster.batch_size, z=z)
                    for _, z in variants]
         written += [write_image(t, c) for t, c in zip(targets, colours, strict=True)]
         if compare:
