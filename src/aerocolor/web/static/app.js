@@ -48,7 +48,8 @@ function modelChanged() {
 function chooseFile(file) {
   if (!file) return;
   state.file = file;
-  $("file-name").textContent = `${file.name} (${(file.size / 1e6).toFixed(1)} MB)`;
+  const size = file.size < 1e6 ? `${Math.ceil(file.size / 1e3)} kB` : `${(file.size / 1e6).toFixed(1)} MB`;
+  $("file-name").textContent = `${file.name} (${size})`;
   $("colorize").disabled = false;
   showMessage("");
 }
