@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import io
 import json
+import logging
 import warnings
 from pathlib import Path
 
@@ -27,6 +28,8 @@ from ..errors import CheckpointError
 from ..imageio import atomic_write
 from ..methods import Method
 from .colorizer import DEFAULT_OVERLAP, DEFAULT_TILE, Colorizer, instance_norms, load_method, z_dim
+
+log = logging.getLogger("aerocolor")
 
 OPSET = 17
 NORMALISATION = {
@@ -150,4 +153,8 @@ def load_onnx_colorizer(path: Path, device: str = "auto") -> Colorizer:
     else:
         method, config = load_method(path)
         gen = OnnxGenerator(export_onnx(method, config), dev, str(path))
+    if gen.meta["instance_norm"] == "per_tile":
+        log.warning("%s: with onnxruntime each tile's instance norms use that tile's own "
+                    "statistics, so colours can shift between tiles of large inputs; the torch "
+                    "backend shares them across the whole input", path)
     return Colorizer(gen, gen.config, dev, str(path))

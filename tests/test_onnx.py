@@ -1,0 +1,120 @@
+"""ONNX export of every registered method's generator, run with onnxruntime on real images."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from aerocolor.checkpoint import save_checkpoint
+from aerocolor.cli import app
+from aerocolor.colorize import to_gray
+from aerocolor.config import load_config
+from aerocolor.errors import ConfigError
+from aerocolor.imageio import read_image
+from aerocolor.infer import Colorizer, default_model_path
+from aerocolor.infer.colorizer import TorchGenerator
+from aerocolor.infer.onnx import OnnxGenerator, export_onnx
+from aerocolor.methods import METHODS
+
+TINY = ["model.nets.ngf=8", "model.nets.ndf=8", "model.nets.netG=unet", "model.nets.unet_depth=4"]
+
+
+def build(name: str, *sets: str):
+    """A method with tiny networks in the first colour mode it supports (random weights)."""
+    for mode in ("lab", "rgb"):
+        cfg = load_config(None, [f"model.method={name}", f"model.color_mode={mode}", *TINY, *sets])
+        try:
+            return METHODS[name](cfg.model, training=False).eval(), cfg
+        except ConfigError:
+            continue
+    raise AssertionError(f"{name} builds in no colour mode")
+
+
+@pytest.fixture(scope="module")
+def real_gray(shared_data: Path) -> np.ndarray:
+    """A real aerial photo (New York maps set), as gray, 600 x 600."""
+    return to_gray(read_image(sorted((shared_data / "color/val/maps").glob("*.jpg"))[0]))
+
+
+@pytest.mark.parametrize("name", sorted(METHODS))
+def test_every_method_exports_and_matches_torch(name, real_gray):
+    torch.manual_seed(0)
+    method, cfg = build(name, "model.nets.norm=instance")
+    model = onnx.load_from_string(export_onnx(method, cfg, tile=256, overlap=32))
+    onnx.checker.check_model(model)
+    meta = {p.key: p.value for p in model.metadata_props}
+    assert meta["color_mode"] == method.mode and meta["tile"] == "256"
+    assert meta["multimodal"] == str(int(method.multimodal))
+    assert json.loads(meta["config"])["model"]["method"] == name
+    assert [i.name for i in model.graph.input] == ["gray"] + (["z"] if method.multimodal else [])
+    ort_gen = OnnxGenerator(model.SerializeToString(), torch.device("cpu"), name)
+    torch_gen = TorchGenerator(method, torch.device("cpu"))
+    for h, w in ((96, 128), (160, 64)):  # dynamic height and width
+        gray = torch.from_numpy(real_gray[:h, 100:100 + w].copy())[None, None].repeat(2, 1, 1, 1)
+        z = torch.randn(2, ort_gen.z_dim) if method.multimodal else None
+        with torch.no_grad():
+            expected = torch_gen(gray, z)
+        got = ort_gen(gray, z)
+        assert got.shape == expected.shape
+        assert (got - expected).abs().max() < 1e-4
+    if method.multimodal:  # the latent code reaches the exported graph
+        assert (ort_gen(gray, z) - ort_gen(gray, -z)).abs().max() > 1e-3
+
+
+def test_rgb_output_does_the_lab_recombination(real_gray):
+    import onnxruntime as ort
+
+    method, cfg = build("pix2pix")
+    session = ort.InferenceSession(export_onnx(method, cfg))
+    gray = real_gray[None, None, :128, :192].copy()
+    rgb = session.run(["rgb"], {"gray": gray})[0][0].transpose(1, 2, 0)
+    expected = Colorizer.from_method(method, cfg).colorize(gray[0, 0], tile=1024)
+    assert np.abs(rgb - expected).max() < 1e-4
+    assert np.abs(to_gray(rgb) - gray[0, 0]).max() < 2e-3  # L* of the input is kept
+
+
+def save_untrained(path: Path, name: str, *sets: str) -> Path:
+    method, cfg = build(name, *sets)
+    save_checkpoint(path, {"config": cfg.model_dump(mode="json"),
+                           "nets": method.nets_state(method.inference_nets)})
+    return path
+
+
+def colour_by_backend(model: Path, gray: np.ndarray, backend: str, tile: int) -> np.ndarray:
+    return Colorizer.load(model, "cpu", backend).colorize(gray, tile=tile, overlap=64)
+
+
+def test_cli_export_and_onnx_backend_match_torch(real_gray, tmp_path):
+    ckpt = save_untrained(tmp_path / "p2p.pt", "pix2pix", "model.nets.norm=batch")
+    out = tmp_path / "model.onnx"
+    result = CliRunner().invoke(app, ["export", str(ckpt), "--onnx", str(out)],
+                                catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    onnx_colorizer = Colorizer.load(out, "cpu")
+    assert onnx_colorizer.config == Colorizer.load(ckpt, "cpu").config  # config inside the file
+    for tile in (1024, 256):  # whole, then tiled and blended
+        diff = np.abs(colour_by_backend(out, real_gray, "onnx", tile)
+                      - colour_by_backend(ckpt, real_gray, "torch", tile))
+        assert diff.max() < 1e-3, f"tile {tile}: max abs difference {diff.max():.2g}"
+
+
+def test_onnx_backend_matches_torch_for_instance_norm_whole_image(real_gray, tmp_path):
+    ckpt = save_untrained(tmp_path / "inst.pt", "cyclegan", "model.nets.norm=instance")
+    diff = np.abs(colour_by_backend(ckpt, real_gray, "onnx", 1024)
+                  - colour_by_backend(ckpt, real_gray, "torch", 1024))
+    assert diff.max() < 1e-3
+
+
+def test_bundled_model_onnx_matches_torch(real_gray):
+    if not default_model_path().is_file():
+        pytest.skip(f"the bundled model {default_model_path()} is not in this checkout")
+    gray = real_gray[:384, :384]
+    diff = np.abs(colour_by_backend(default_model_path(), gray, "onnx", 256)
+                  - colour_by_backend(default_model_path(), gray, "torch", 256))
+    assert diff.max() < 1e-3
