@@ -113,7 +113,8 @@ class CUT(Method):
             out, key_feats = generator_features(
                 unwrap(self.netG), sources.flip(3) if flipped else sources, o.nce_layers,
                 runner=self.netG)
-            if flipped:  # keys come from the sources as they are
+        if flipped:  # keys come from the sources as they are, and need no gradient
+            with torch.no_grad(), self.amp():
                 _, key_feats = generator_features(unwrap(self.netG), sources, o.nce_layers, True)
         fake_b = out[:n]
 
