@@ -218,5 +218,12 @@ def test_bicyclegan_colorize_writes_k_samples_and_follows_a_style(trained, share
         styles.append(read_image(next(out.glob("*_color.png"))))
     assert np.abs(styles[0] - styles[1]).max() > 0
 
+    # a georeferenced raster gets one georeferenced output per code
+    tif = Path(__file__).resolve().parents[1] / "src/aerocolor/samples/neon_osbs_029_gray.tif"
+    res = run(app, ["colorize", ckpt, str(tif), "-o", str(tmp_path / "geo"), "--samples", "2"])
+    assert res.exit_code == 0, res.output
+    geo = [read_image(p) for p in sorted((tmp_path / "geo").glob("*_color_*.tif"))]
+    assert len(geo) == 2 and np.abs(geo[0] - geo[1]).max() > 0
+
     res = run(app, ["colorize", str(trained["cyclegan"] / "last.pt"), photo, "-o", str(tmp_path), "--samples", "2"])
     assert isinstance(res.exception, AerocolorError) and "BicycleGAN" in str(res.exception)

@@ -86,15 +86,16 @@ def colorize_files(colorizer: Colorizer, inputs: list[Path], out_dir: Path, comp
     rasters (GeoTIFF, JPEG2000, ...) are streamed into georeferenced NAME_color.tif files."""
     written = []
     raster = raster or RasterOptions(tile=tile, overlap=overlap)
+    variants = latents or [("", None)]
     for path in tqdm(inputs, unit="image", disable=not progress or len(inputs) < 2, desc="colorize"):
         if is_raster(path):
-            target = raster_output_path(path, out_dir, suffix)
-            if not (skip_existing and target.exists()):
-                written.append(colorize_raster(colorizer, path, target, raster, progress))
+            for tag, z in variants:
+                target = raster_output_path(path, out_dir, f"{suffix}{tag}")
+                if not (skip_existing and target.exists()):
+                    written.append(colorize_raster(colorizer, path, target, raster, progress, z=z))
             if compare:
                 warn(f"{path}: --compare is for plain images; none written for a raster")
             continue
-        variants = latents or [("", None)]
         targets = [out_dir / f"{path.stem}{suffix}{tag}.png" for tag, _ in variants]
         if skip_existing and all(t.exists() for t in targets):
             continue
