@@ -31,7 +31,8 @@ from ..methods import Method, get_method
 DEFAULT_TILE = 512
 DEFAULT_OVERLAP = 64
 DEFAULT_BATCH = 4
-NORM_SAMPLE_PIXELS = 2**21  # tile pixels spread over the input that norm statistics come from
+NORM_SAMPLE_PIXELS = 2**21  # pixels that instance-norm statistics are pooled over
+NORM_SAMPLE_SIDE = 512  # blocks they come from, on inputs larger than that
 COLOUR_CHUNK = 2048  # columns converted to colour at a time, to bound memory on wide rasters
 
 # read(top, left, height, width) -> gray float32 array in [0, 1]
@@ -114,6 +115,17 @@ def spread_sample(items: list, n: int) -> list:
     return [items[i] for i in np.linspace(0, len(items) - 1, n).round().astype(int)]
 
 
+def norm_sample_windows(h: int, w: int, budget: int) -> list[tuple[int, int, int, int]]:
+    """Where instance-norm statistics come from: the whole input when it fits the pixel budget,
+    else disjoint square blocks spread evenly across it (overlaps would count twice)."""
+    if h * w <= budget:
+        return [(0, 0, h, w)]
+    side = min(NORM_SAMPLE_SIDE, h, w)
+    grid = [(t, lft, side, side) for t in range(0, h - side + 1, side)
+            for lft in range(0, w - side + 1, side)]
+    return spread_sample(grid, max(1, budget // (side * side)))
+
+
 def instance_norms(net: nn.Module) -> list[nn.modules.instancenorm._InstanceNorm]:
     return [m for m in net.modules() if isinstance(m, nn.modules.instancenorm._InstanceNorm)
             and not m.track_running_stats]
@@ -190,6 +202,8 @@ class Colorizer:
     ``generator`` maps gray (N,1,H,W) in [0, 1] to the raw output; it is a method's torch
     generator or an ONNX model run by onnxruntime (see :mod:`aerocolor.infer.onnx`).
     """
+
+    norm_sample_pixels = NORM_SAMPLE_PIXELS
 
     def __init__(self, generator, config: Config, device: torch.device, source: str = ""):
         self.generator = generator
@@ -295,13 +309,13 @@ class Colorizer:
     @torch.no_grad()
     def norm_stats(self, read: GrayReader, windows: list[tuple[int, int, int, int]],
                    z: torch.Tensor | None) -> NormStats:
-        """Instance-norm statistics of tiles spread across the whole input, run as one batch
-        whose every layer is normalised with statistics pooled over all its tiles."""
+        """Instance-norm statistics of the whole input, or of disjoint blocks spread across it,
+        run as one batch whose every layer is normalised with statistics pooled over it."""
         norms = getattr(self.generator, "norms", [])
         if not norms or len(windows) < 2:
             return {}
-        _, _, th, tw = windows[0]
-        sample = spread_sample(windows, max(1, NORM_SAMPLE_PIXELS // (th * tw)))
+        sample = norm_sample_windows(windows[-1][0] + windows[-1][2],
+                                     windows[-1][1] + windows[-1][3], self.norm_sample_pixels)
         tiles = torch.cat([self.gray_tensor(read(*win)) for win in sample])
         with pooled_norm_stats(norms) as stats:
             self.raw_output(tiles, None if z is None else z.expand(len(sample), -1))
