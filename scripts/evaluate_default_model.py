@@ -1,0 +1,97 @@
+"""Numbers for docs/model-card.md: a model against the trivial baselines on color/val.
+
+color/val is split per subfolder (aid, maps, neon): the first half of each sorted subfolder is
+the *selection* half, the second half the *report* half that model choice never sees.
+
+Baselines, each keeping the input's L*: gray output (a* = b* = 0) and the training set's mean
+colour (the mean a*, b* over color/train). Prints a Markdown table of mean CIEDE2000 and FID
+(against the half's colour truth), and FID of colorized old/val photos against color/val.
+
+    python scripts/evaluate_default_model.py [CKPT] --half report
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from aerocolor.color import lab_to_rgb, lightness_from_gray, rgb_to_lab, to_tensor
+from aerocolor.colorize import to_gray
+from aerocolor.data.datasets import as_rgb, nodata_mask
+from aerocolor.fid import fid_features, frechet_distance
+from aerocolor.imageio import list_images, read_image
+from aerocolor.infer import Colorizer, default_model_path
+from aerocolor.metrics import mean_ciede2000
+
+DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+
+
+def val_half(half: str) -> list[Path]:
+    files = []
+    for sub in sorted((DATA / "color/val").iterdir()):
+        items = list_images(sub)
+        cut = len(items) // 2
+        files += items[:cut] if half == "selection" else items[cut:]
+    return files
+
+
+def mean_training_ab(limit: int = 600) -> np.ndarray:
+    files = list_images(DATA / "color/train")
+    picks = [files[i] for i in np.linspace(0, len(files) - 1, min(limit, len(files))).astype(int)]
+    sums, count = np.zeros(2), 0
+    for f in picks:
+        img = as_rgb(read_image(f))
+        lab = rgb_to_lab(to_tensor(img))[0].numpy()
+        m = nodata_mask(img).astype(bool)
+        sums += lab[1:, m].sum(axis=1)
+        count += m.sum()
+    return sums / count
+
+
+def with_constant_ab(gray: np.ndarray, ab: np.ndarray) -> np.ndarray:
+    g = torch.from_numpy(gray)[None, None]
+    ab_t = torch.tensor(ab, dtype=torch.float32).view(1, 2, 1, 1).expand(1, 2, *gray.shape)
+    return lab_to_rgb(torch.cat([lightness_from_gray(g), ab_t], 1))[0].permute(1, 2, 0).numpy()
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("checkpoint", nargs="?", default=None)
+    ap.add_argument("--half", choices=["selection", "report"], default="report")
+    ap.add_argument("--old-limit", type=int, default=58)
+    args = ap.parse_args()
+    torch.set_num_threads(2)
+    colorizer = Colorizer.load(args.checkpoint or default_model_path(), "cpu")
+    mean_ab = mean_training_ab()
+    files = val_half(args.half)
+    outputs: dict[str, list[np.ndarray]] = {"model": [], "gray (ab = 0)": [], "training mean colour": []}
+    scores: dict[str, list[float]] = {k: [] for k in outputs}
+    truths = []
+    for f in files:
+        truth = as_rgb(read_image(f))
+        gray, mask = to_gray(truth), nodata_mask(truth)
+        candidates = {"model": colorizer.colorize(gray), "gray (ab = 0)": with_constant_ab(gray, np.zeros(2)),
+                      "training mean colour": with_constant_ab(gray, mean_ab)}
+        for k, img in candidates.items():
+            outputs[k].append(img)
+            scores[k].append(mean_ciede2000(img, truth, mask))
+        truths.append(truth)
+    truth_feats = fid_features(truths)
+    old = list_images(DATA / "old/val")[: args.old_limit]
+    old_fid = frechet_distance(fid_features(colorizer.colorize(read_image(f)) for f in old),
+                               fid_features(read_image(f) for f in list_images(DATA / "color/val")))
+    print(f"{args.half} half of color/val: {len(files)} images; training mean a*b* = "
+          f"({mean_ab[0]:.2f}, {mean_ab[1]:.2f}); model {colorizer.source}\n")
+    print("| output | mean CIEDE2000 | FID vs truth |")
+    print("|---|---|---|")
+    for k in outputs:
+        fid = frechet_distance(fid_features(outputs[k]), truth_feats)
+        print(f"| {k} | {np.nanmean(scores[k]):.2f} | {fid:.1f} |")
+    print(f"\nFID of {len(old)} colorized old/val photos against color/val: {old_fid:.1f}")
+
+
+if __name__ == "__main__":
+    main()
