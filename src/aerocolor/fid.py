@@ -50,22 +50,23 @@ def network_id(path: str) -> str:
 @lru_cache(maxsize=2)
 def load_fid_network(path: str | None = None, device: str = "cpu") -> torch.jit.ScriptModule:
     """The FID network (TorchScript, images -> (N, 2048) pool3 features), ready for inference."""
-    file = Path(path) if path else default_network_path()
+    file = Path(path or default_network_path())
     if not file.is_file():
         raise AerocolorError(
             f"{file}: no such FID network file; give the TorchScript Inception weights"
         )
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", FutureWarning)
+    with warnings.catch_warnings():
+        # TorchScript is deprecated in favour of torch.export, but the standard network ships as it
+        warnings.simplefilter("ignore", FutureWarning)
+        try:
             net = torch.jit.load(str(file), map_location="cpu").eval()
-    except RuntimeError as e:
-        raise AerocolorError(
-            f"{file}: not a TorchScript FID network ({e}); give a .pt written by torch.jit.save"
-        ) from None
-    if torch.device(device).type == "cpu":
-        # folding batch norms into convolutions makes CPU inference about a quarter faster
-        net = torch.jit.optimize_for_inference(torch.jit.freeze(net))
+        except RuntimeError as e:
+            raise AerocolorError(
+                f"{file}: not a TorchScript FID network ({e}); give a .pt written by torch.jit.save"
+            ) from None
+        if torch.device(device).type == "cpu":
+            # folding batch norms into convolutions makes CPU inference about a quarter faster
+            net = torch.jit.optimize_for_inference(torch.jit.freeze(net))
     return net.to(device)
 
 
@@ -92,7 +93,7 @@ def fid_features(images: Iterable[np.ndarray] | torch.Tensor, batch_size: int = 
     """Pool3 features (N, 2048, float64) of images in [0, 1]: HxW or HxWx3 arrays of any size,
     or an (N, C, H, W) tensor."""
     dev = str(torch.device(device))
-    net = load_fid_network(str(network) if network else None, dev)
+    net = load_fid_network(str(network or default_network_path()), dev)
     items = images.split(1) if isinstance(images, torch.Tensor) else (_as_batch(i) for i in images)
     feats, batch = [], []
 

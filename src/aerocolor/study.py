@@ -178,7 +178,8 @@ def run_one(name: str, cfg: Config, spec: StudySpec, scorer: Scorer | None, prog
     train(cfg, resume=True, progress=progress)
     if (run_dir / "losses.csv").is_file():
         plot_loss_curves(run_dir, run_dir / "losses.png")
-    ckpt = run_dir / BEST if (run_dir / BEST).is_file() else run_dir / LAST
+    # best.pt is chosen by validation; without validation the last weights are the result
+    ckpt = run_dir / (BEST if cfg.data.val and (run_dir / BEST).is_file() else LAST)
     log(f"{name}: evaluating {ckpt.name}")
     e = spec.evaluate
     report = evaluate_model(Colorizer.load(ckpt, e.device), e.data or None, e.old or None,
