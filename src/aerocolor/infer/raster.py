@@ -34,6 +34,7 @@ RASTER_SUFFIXES = (".tif", ".tiff", ".jp2", ".j2k", ".vrt", ".img")
 STRETCH_SAMPLE = 1024  # longest side of the decimated read that percentile stretches come from
 BLOCK = 512  # output GeoTIFF tile size
 FINISH_ROWS = 512  # rows per block when resampling the result back to the input grid
+GDAL_CACHE_MB = 256  # GDAL's block cache would otherwise grow to 5% of the machine's memory
 
 
 @dataclass(frozen=True)
@@ -238,6 +239,7 @@ def colorize_raster(colorizer: Colorizer, path: Path, out: Path,
     """Colorize one raster into a georeferenced RGB GeoTIFF at ``out`` (written atomically)."""
     name = str(path)
     with ExitStack() as stack:
+        stack.enter_context(rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_MB))
         src = stack.enter_context(open_raster(path))
         grid = src
         if opts.match_resolution:
