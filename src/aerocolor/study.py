@@ -154,8 +154,9 @@ def eval_options(spec: StudySpec, run_dir: Path) -> EvalOptions:
     )
 
 
-def finished_report(run_dir: Path, cfg: Config) -> dict | None:
-    """The saved evaluation of a finished run, or None; a run trained with another config is
+def finished_report(run_dir: Path, cfg: Config, spec: StudySpec) -> dict | None:
+    """The saved evaluation of a finished run, or None (also when the evaluation settings
+    changed: the trained run is then evaluated again); a run trained with another config is
     an error, so an edited study never mixes old and new results silently."""
     path = run_dir / RESULT
     if not path.is_file():
@@ -165,13 +166,13 @@ def finished_report(run_dir: Path, cfg: Config) -> dict | None:
     if any(saved.get(k) != now[k] for k in RESULT_DEFINING):
         raise ConfigError(f"{run_dir}: trained with another config than the study now gives; "
                           "delete that run folder or rename the variant")
-    return report
+    return report if report.get("evaluation") == spec.evaluate.model_dump() else None
 
 
 def run_one(name: str, cfg: Config, spec: StudySpec, scorer: Scorer | None, progress: bool,
             log: Callable[[str], None]) -> dict:
     run_dir = Path(cfg.train.out_dir)
-    if (report := finished_report(run_dir, cfg)) is not None:
+    if (report := finished_report(run_dir, cfg, spec)) is not None:
         log(f"{name}: finished earlier, kept")
         return report
     log(f"{name}: training ({cfg.model.method}, {cfg.optim.max_steps or 'config'} steps)")
@@ -184,7 +185,7 @@ def run_one(name: str, cfg: Config, spec: StudySpec, scorer: Scorer | None, prog
     e = spec.evaluate
     report = evaluate_model(Colorizer.load(ckpt, e.device), e.data or None, e.old or None,
                             e.reference or None, eval_options(spec, run_dir), scorer)
-    report["config"] = cfg.model_dump()
+    report["config"], report["evaluation"] = cfg.model_dump(), spec.evaluate.model_dump()
     write_report(report, run_dir)
     return json.loads((run_dir / RESULT).read_text())
 
@@ -199,7 +200,7 @@ def run_study(path: str | Path, overrides: list[str] | None = None, progress: bo
     scorer = None
     reports = {}
     for name, cfg in runs.items():
-        if scorer is None and finished_report(Path(cfg.train.out_dir), cfg) is None:
+        if scorer is None and finished_report(Path(cfg.train.out_dir), cfg, spec) is None:
             # one scorer (FID network, classifier weights) for every run that needs evaluating
             scorer = Scorer.from_options(eval_options(spec, Path(spec.out_dir)))
         reports[name] = run_one(name, cfg, spec, scorer, progress, log)
