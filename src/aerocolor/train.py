@@ -213,8 +213,8 @@ def train(cfg: Config, resume: bool = True, until_step: int | None = None, progr
         if dd.main and (state.step % t.save_every == 0 or state.step == end):
             save(out / LAST)
     bar.close()
-    if dd.main and not val_set and not (out / BEST).exists() and (out / LAST).exists():
-        save(out / BEST)
+    if dd.main and not val_set and state.step == end:
+        save(out / BEST)  # without validation the best model is the latest
     if writer is not None:
         writer.close()
     if dd.world > 1:
