@@ -120,20 +120,25 @@ def build_config(data: dict, source: str = "config") -> Config:
         raise ConfigError(_format_error(source, e)) from None
 
 
+def read_yaml_mapping(path: Path, what: str, examples: str) -> dict:
+    """A YAML file that must hold a mapping; errors name the file and where examples are."""
+    if not path.is_file():
+        raise ConfigError(f"{path}: no such {what}; see {examples} for examples")
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{path}: not valid YAML ({e})") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: a {what} must be a mapping of sections")
+    return data
+
+
 def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> Config:
     """Load a YAML config (or the defaults) and apply overrides."""
     data: dict = {}
     source = "defaults"
     if path is not None:
-        path = Path(path)
-        if not path.is_file():
-            raise ConfigError(f"{path}: no such config file; see configs/ for examples")
-        try:
-            data = yaml.safe_load(path.read_text()) or {}
-        except yaml.YAMLError as e:
-            raise ConfigError(f"{path}: not valid YAML ({e})") from None
-        if not isinstance(data, dict):
-            raise ConfigError(f"{path}: a config must be a mapping of sections")
+        data = read_yaml_mapping(Path(path), "config file", "configs/")
         source = str(path)
     apply_overrides(data, overrides or [])
     return build_config(data, source)

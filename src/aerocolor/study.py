@@ -23,10 +23,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from .config import Config, apply_overrides, build_config
+from .config import Config, apply_overrides, build_config, read_yaml_mapping
 from .errors import ConfigError
 from .evaluate import EvalOptions, Scorer, evaluate_model, fmt, write_report
 from .imageio import atomic_write
@@ -103,21 +102,9 @@ def merge(into: dict, extra: dict) -> dict:
     return into
 
 
-def _read_yaml(path: Path, what: str) -> dict:
-    if not path.is_file():
-        raise ConfigError(f"{path}: no such {what}; see configs/studies/ for examples")
-    try:
-        data = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as e:
-        raise ConfigError(f"{path}: not valid YAML ({e})") from None
-    if not isinstance(data, dict):
-        raise ConfigError(f"{path}: a {what} must be a mapping")
-    return data
-
-
 def load_study(path: str | Path, overrides: list[str] | None = None) -> StudySpec:
     path = Path(path)
-    data = apply_overrides(_read_yaml(path, "study file"), overrides or [])
+    data = apply_overrides(read_yaml_mapping(path, "study file", "configs/studies/"), overrides or [])
     try:
         return StudySpec.model_validate(data)
     except ValidationError as e:
@@ -129,7 +116,7 @@ def study_runs(spec: StudySpec) -> dict[str, Config]:
     """Every run of the grid: name -> its full config (validated, method known)."""
     runs: dict[str, Config] = {}
     for label, grid in spec.methods.items():
-        preset = _read_yaml(Path(grid.config), "preset config") if grid.config else {}
+        preset = read_yaml_mapping(Path(grid.config), "preset config", "configs/") if grid.config else {}
         for variant, values in grid.variants.items():
             name = f"{label}-{variant}"
             data = merge(merge(copy.deepcopy(preset), nested(spec.base)), nested(grid.set))

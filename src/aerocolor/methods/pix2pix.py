@@ -13,6 +13,7 @@ from .base import Method, MethodOptions, adam, register, set_requires_grad, unwr
 
 class Pix2PixOptions(MethodOptions):
     lambda_L1: float = 100.0
+    lambda_GAN: float = 1.0
     lambda_gp: float = 10.0
 
 
@@ -58,6 +59,6 @@ class Pix2Pix(Method):
             pred_fake = unwrap(self.netD)(torch.cat([real_a, fake_b], 1))
             loss_g_gan = gan_loss(pred_fake, True, gan_mode, for_discriminator=False)
             loss_l1 = masked_l1(fake_b.float(), real_b, batch.get("mask"))
-        (loss_g_gan + self.opts.lambda_L1 * loss_l1).backward()
+        (self.opts.lambda_GAN * loss_g_gan + self.opts.lambda_L1 * loss_l1).backward()
         self.optimizers["G"].step()
         return {"D": loss_d.detach(), "G_GAN": loss_g_gan.detach(), "G_L1": loss_l1.detach()}
