@@ -125,7 +125,7 @@ def test_ddp_two_processes_equal_one_process_with_double_batch(shared_data, tmp_
     single = _cfg(shared_data, tmp_path / "single", 4, **extra, **{"optim.batch_size": 2})
     train(single, progress=False)
     args = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
-            "--master_port", "0", "-m", "aerocolor", "train", "-q"]
+            "--standalone", "-m", "aerocolor", "train", "-q"]
     for s in tiny_overrides(tmp_path / "ddp", 4, **extra, **{"data.train": f"[{shared_data / 'color/train/aid'}]"}):
         args += ["--set", s]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT / "src")}
@@ -134,5 +134,7 @@ def test_ddp_two_processes_equal_one_process_with_double_batch(shared_data, tmp_
     _, wa = _weights(tmp_path / "single/last.pt")
     b, wb = _weights(tmp_path / "ddp/last.pt")
     assert b["step"] == 4
-    for k in wa:
-        assert torch.allclose(wa[k], wb[k], atol=1e-5), k
+    # equal up to float rounding (all-reduce order), which Adam amplifies where gradients are
+    # tiny; a missing gradient sync would move many weights by ~lr (2e-4) per step
+    diffs = torch.cat([(wa[k].float() - wb[k].float()).abs().flatten() for k in wa])
+    assert diffs.max().item() < 1e-4 and diffs.mean().item() < 1e-7

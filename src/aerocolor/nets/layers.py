@@ -16,8 +16,9 @@ def norm_layer(kind: str, channels: int) -> nn.Module:
 
 
 def conv_bias(kind: str) -> bool:
-    """Batch norm has its own shift, so the convolution before it needs no bias."""
-    return kind != "batch"
+    """A convolution followed by batch or instance norm needs no bias: the norm subtracts the
+    mean, so the bias's gradient is pure rounding noise, which Adam would turn into full steps."""
+    return kind == "none"
 
 
 def init_weights(net: nn.Module, init_type: str = "normal", gain: float = 0.02) -> nn.Module:
