@@ -94,9 +94,11 @@ def check_seams(colorizer: Colorizer, colour_truth: np.ndarray) -> tuple[float, 
     whole = colorizer.colorize(gray, tile=max(gray.shape), overlap=OVERLAP)
     tiled = colorizer.colorize(gray, tile=TILE, overlap=OVERLAP, batch_size=4)
     de = mean_ciede2000(tiled, whole)
-    ratio = border_energy_ratio(tiled, TILE, OVERLAP)
+    # relative to the untiled output on the same rows: a model's own periodic texture (stride-2
+    # layers) can put more energy on some rows whatever the tiling
+    ratio = border_energy_ratio(tiled, TILE, OVERLAP) / border_energy_ratio(whole, TILE, OVERLAP)
     assert de < 1.0, f"whole and tiled differ by mean CIEDE2000 {de:.2f}"
-    assert ratio <= 1.05, f"gradient energy along tile borders is {ratio:.3f}x that inside"
+    assert ratio <= 1.05, f"gradient energy along tile borders is {ratio:.3f}x that of the untiled output"
     return de, ratio
 
 
