@@ -51,7 +51,8 @@ def expand_inputs(inputs: Iterable[str]) -> list[Path]:
     for item in inputs:
         p = Path(item)
         if any(ch in item for ch in "*?["):
-            matches = sorted(Path().glob(item)) if not p.is_absolute() else sorted(Path(p.anchor).glob(str(p.relative_to(p.anchor))))
+            root = Path(p.anchor) if p.is_absolute() else Path()
+            matches = sorted(root.glob(str(p.relative_to(p.anchor)) if p.is_absolute() else item))
             files += [m for m in matches if m.suffix.lower() in IMAGE_SUFFIXES]
             if not matches:
                 raise ImageReadError(f"{item}: the pattern matches no files")
