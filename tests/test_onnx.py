@@ -114,7 +114,7 @@ def test_onnx_backend_matches_torch_for_instance_norm_whole_image(real_gray, tmp
 
 def test_bundled_model_onnx_matches_torch(real_gray):
     if not default_model_path().is_file():
-        pytest.skip(f"the bundled model {default_model_path()} is not in this checkout")
+        pytest.fail(f"the bundled model {default_model_path()} is missing from the package")
     gray = real_gray[:384, :384]
     diff = np.abs(colour_by_backend(default_model_path(), gray, "onnx", 256)
                   - colour_by_backend(default_model_path(), gray, "torch", 256))

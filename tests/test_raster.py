@@ -111,7 +111,7 @@ def test_no_seams_with_instance_norm_model(instance_norm_checkpoint, mosaic):
 
 def test_no_seams_with_bundled_model(mosaic):
     if not default_model_path().is_file():
-        pytest.skip(f"the bundled model {default_model_path()} is not in this checkout")
+        pytest.fail(f"the bundled model {default_model_path()} is missing from the package")
     check_seams(Colorizer.load(None, "cpu"), mosaic[:768, :768])
 
 
