@@ -13,6 +13,7 @@ colour (the mean a*, b* over color/train). Prints a Markdown table of mean CIEDE
 from __future__ import annotations
 
 import argparse
+import os
 from pathlib import Path
 
 import numpy as np
@@ -36,6 +37,15 @@ def val_half(half: str) -> list[Path]:
         cut = len(items) // 2
         files += items[:cut] if half == "selection" else items[cut:]
     return files
+
+
+def write_lists(folder: Path) -> None:
+    """The two halves as image lists (paths relative to ``folder``), for training configs and studies."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for half in ("selection", "report"):
+        lines = [os.path.relpath(f.resolve(), folder.resolve()) for f in val_half(half)]
+        (folder / f"{half}.txt").write_text("\n".join(lines) + "\n")
+        print(f"{folder / f'{half}.txt'}: {len(lines)} images")
 
 
 def mean_training_ab(limit: int = 600) -> np.ndarray:
@@ -63,7 +73,12 @@ def main() -> None:
     ap.add_argument("--half", choices=["selection", "report"], default="report")
     ap.add_argument("--old-limit", type=int, default=58)
     ap.add_argument("--no-fid", action="store_true", help="colour differences only (fast)")
+    ap.add_argument("--write-lists", metavar="DIR", default=None,
+                    help="write selection.txt and report.txt (image lists for configs and studies) to DIR and exit")
     args = ap.parse_args()
+    if args.write_lists:
+        write_lists(Path(args.write_lists))
+        return
     torch.set_num_threads(2)
     colorizer = Colorizer.load(args.checkpoint or default_model_path(), "cpu")
     mean_ab = mean_training_ab()

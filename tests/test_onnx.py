@@ -52,7 +52,8 @@ def test_every_method_exports_and_matches_torch(name, real_gray):
     assert meta["color_mode"] == method.mode and meta["tile"] == "256"
     assert meta["multimodal"] == str(int(method.multimodal))
     assert json.loads(meta["config"])["model"]["method"] == name
-    assert [i.name for i in model.graph.input] == ["gray"] + (["z"] if method.multimodal else [])
+    assert [i.name for i in model.graph.input] == (["gray"] + (["z"] if method.multimodal else [])
+                                                    + ["norm_stats", "norm_weights"])
     ort_gen = OnnxGenerator(model.SerializeToString(), torch.device("cpu"), name)
     torch_gen = TorchGenerator(method, torch.device("cpu"))
     for h, w in ((96, 128), (160, 64)):  # dynamic height and width
@@ -105,11 +106,41 @@ def test_cli_export_and_onnx_backend_match_torch(real_gray, tmp_path):
         assert diff.max() < 1e-3, f"tile {tile}: max abs difference {diff.max():.2g}"
 
 
-def test_onnx_backend_matches_torch_for_instance_norm_whole_image(real_gray, tmp_path):
-    ckpt = save_untrained(tmp_path / "inst.pt", "cyclegan", "model.nets.norm=instance")
-    diff = np.abs(colour_by_backend(ckpt, real_gray, "onnx", 1024)
-                  - colour_by_backend(ckpt, real_gray, "torch", 1024))
-    assert diff.max() < 1e-3
+@pytest.mark.parametrize("name", ["cyclegan", "bicyclegan"])
+def test_onnx_backend_matches_torch_for_instance_norm_whole_and_tiled(name, real_gray, tmp_path):
+    """Tiles share instance-norm statistics gathered across the input, through the graph's
+    statistics inputs, exactly as the torch backend shares them."""
+    ckpt = save_untrained(tmp_path / "inst.pt", name, "model.nets.norm=instance")
+    gray = real_gray[:448, :576]
+    for tile in (1024, 256):
+        torch_out = colour_by_backend(ckpt, gray, "torch", tile)
+        diff = np.abs(colour_by_backend(ckpt, gray, "onnx", tile) - torch_out)
+        assert diff.max() < 1e-3, f"tile {tile}: max abs difference {diff.max():.2g}"
+    # the tiles really are normalised with shared statistics: their own would change the colours
+    colorizer = Colorizer.load(ckpt, "cpu", "onnx")
+    tiles = torch.from_numpy(np.stack([gray[:256, :256], gray[192:448, 320:576]]))[:, None].float()
+    z = torch.zeros(2, colorizer.generator.z_dim) if colorizer.multimodal else None
+    stats = colorizer.generator.pooled_norm_stats(tiles, z)
+    assert stats.shape == (int(colorizer.generator.meta["norm_stats_size"]),)
+    own = colorizer.generator(tiles, z)
+    with colorizer.generator.sharing_norm_stats(stats):
+        shared = colorizer.generator(tiles, z)
+    assert (own - shared).abs().max() > 1e-3
+
+
+def test_instance_norm_statistics_inputs_are_optional(real_gray):
+    import onnxruntime as ort
+
+    torch.manual_seed(0)
+    method, cfg = build("cyclegan", "model.nets.norm=instance")
+    session = ort.InferenceSession(export_onnx(method, cfg))
+    assert [i.name for i in session.get_inputs()] == ["gray"]  # the only required input
+    assert {i.name for i in session.get_overridable_initializers()} == {"norm_stats", "norm_weights"}
+    gray = real_gray[None, None, :128, :128].copy()
+    raw = session.run(["raw"], {"gray": gray})[0]  # defaults: plain per-image instance norm
+    with torch.no_grad():
+        expected = TorchGenerator(method, torch.device("cpu"))(torch.from_numpy(gray), None)
+    assert np.abs(raw - expected.numpy()).max() < 1e-4
 
 
 def test_bundled_model_onnx_matches_torch(real_gray):

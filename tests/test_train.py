@@ -1,5 +1,6 @@
 """Training on real images: loss falls, exact resume, atomic checkpoints, validation, DDP."""
 
+import copy
 import os
 import subprocess
 import sys
@@ -14,7 +15,7 @@ from aerocolor.config import load_config
 from aerocolor.data.datasets import PairedColorDataset
 from aerocolor.losses import masked_l1
 from aerocolor.methods import get_method
-from aerocolor.train import train
+from aerocolor.train import build_dataset, calibration_batches, recalibrate_batchnorm, train
 
 
 def _cfg(shared, out, steps, **extra):
@@ -138,3 +139,34 @@ def test_ddp_two_processes_equal_one_process_with_double_batch(shared_data, tmp_
     # tiny; a missing gradient sync would move many weights by ~lr (2e-4) per step
     diffs = torch.cat([(wa[k].float() - wb[k].float()).abs().flatten() for k in wa])
     assert diffs.max().item() < 1e-4 and diffs.mean().item() < 1e-7
+
+
+def test_batchnorm_recalibration_replaces_drifted_running_statistics(shared_data, tmp_path):
+    cfg = _cfg(shared_data, tmp_path, 1, **{"model.color_mode": "lab", "model.nets.norm": "batch",
+                                             "model.nets.netG": "resnet_6blocks", "model.nets.dropout": False})
+    method = get_method("pix2pix")(cfg.model)
+    batches = calibration_batches(build_dataset(cfg, type(method)), 16, 16)
+    assert len(batches) == 1 and batches[0].shape == (16, 1, 64, 64)
+    x = net_input(batches[0], method.mode)
+    with torch.no_grad():
+        reference = copy.deepcopy(method.netG).train()(x)  # normalised by the batch's own statistics
+    norms = [m for m in method.netG.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    for m in norms:  # running averages that lag far behind the weights
+        m.running_mean.fill_(0.5)
+        m.running_var.fill_(4.0)
+    weights = {k: v.clone() for k, v in method.netG.state_dict().items()
+               if "running" not in k and "num_batches" not in k}
+    rng = torch.get_rng_state()
+
+    def eval_output():
+        method.eval()
+        with torch.no_grad():
+            return method.generate(x)
+
+    assert (eval_output() - reference).abs().max() > 0.05
+    assert recalibrate_batchnorm(method, batches, torch.device("cpu"))
+    assert (eval_output() - reference).abs().max() < 2e-3  # unbiased vs biased variance only
+    assert torch.equal(torch.get_rng_state(), rng)
+    assert all(m.momentum == 0.1 for m in norms)
+    state = method.netG.state_dict()
+    assert all(torch.equal(state[k], v) for k, v in weights.items())

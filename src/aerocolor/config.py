@@ -76,6 +76,9 @@ class TrainConfig(_Strict):
     save_every: int = 1000
     log_every: int = 50
     sample_every: int = 1000
+    bn_calibration_images: int = Field(
+        256, description="training crops that re-estimate the inference networks' batch-norm statistics "
+        "before each validation and save (0: keep the running averages)")
 
 
 class Config(_Strict):

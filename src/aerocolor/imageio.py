@@ -17,12 +17,17 @@ TIFF_SUFFIXES = (".tif", ".tiff")
 
 
 def list_images(folders: str | Path | list[str | Path], recursive: bool = True) -> list[Path]:
-    """All image files under the given folders (or the files themselves), sorted."""
+    """All image files under the given folders (or the files themselves), sorted.
+
+    A ``.txt`` file is a list of images, one path per line (relative to the list's folder; blank
+    lines and lines starting with ``#`` are skipped), e.g. a fixed selection split."""
     items = [folders] if isinstance(folders, (str, Path)) else list(folders)
     found: list[Path] = []
     for item in items:
         p = Path(item)
-        if p.is_file():
+        if p.is_file() and p.suffix.lower() == ".txt":
+            found += read_image_list(p)
+        elif p.is_file():
             found.append(p)
         elif p.is_dir():
             pattern = "**/*" if recursive else "*"
@@ -30,6 +35,16 @@ def list_images(folders: str | Path | list[str | Path], recursive: bool = True) 
         else:
             raise ImageReadError(f"{p}: no such file or folder; give a folder of images or image files")
     return sorted(found)
+
+
+def read_image_list(path: Path) -> list[Path]:
+    entries = [ln.strip() for ln in path.read_text().splitlines()]
+    files = [path.parent / e for e in entries if e and not e.startswith("#")]
+    missing = [str(f) for f in files if not f.is_file()]
+    if missing:
+        raise ImageReadError(f"image list {path}: {len(missing)} listed file(s) not found, e.g. {missing[0]}; "
+                             "paths in a list are relative to the list's folder")
+    return files
 
 
 def _scale(arr: np.ndarray) -> np.ndarray:

@@ -17,16 +17,18 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.distributed as dist
+import torch.nn as nn
 from tqdm import tqdm
 
 from .checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
-from .color import gray_from_rgb, to_tensor
+from .color import gray_from_rgb, net_input, to_tensor
 from .config import Config
 from .data.datasets import EpochSampler, PairedColorDataset, as_rgb, nodata_mask
 from .errors import ConfigError
 from .imageio import list_images, read_image
 from .infer.colorizer import Colorizer, pick_device
 from .methods import Method, get_method
+from .methods.base import unwrap
 from .metrics import as_float, mean_ciede2000
 
 LAST, BEST = "last.pt", "best.pt"
@@ -79,6 +81,9 @@ def total_steps(cfg: Config, steps_per_epoch: int) -> tuple[int, int]:
     return total, constant
 
 
+CALIBRATION_EPOCH = 2**31 - 1  # dataset key for calibration crops, never a training epoch
+
+
 def linear_decay(total: int, constant: int):
     """The reference schedule: constant lr, then linear decay towards zero."""
     decay = max(total - constant, 1)
@@ -96,6 +101,42 @@ def load_val_set(folders: list[str], limit: int) -> list[tuple[np.ndarray, np.nd
         gray = gray_from_rgb(to_tensor(rgb))[0, 0].numpy()
         items.append((gray, rgb, nodata_mask(rgb)))
     return items
+
+
+def calibration_batches(dataset, count: int, batch_size: int) -> list[torch.Tensor]:
+    """Generator inputs (gray crops) for batch-norm recalibration: ``count`` training crops spread
+    over the dataset, drawn with their own key so the training sequence is untouched."""
+    if count <= 0 or len(dataset) == 0:
+        return []
+    idx = np.linspace(0, len(dataset) - 1, min(count, len(dataset))).round().astype(int)
+    grays = torch.stack([dataset[(CALIBRATION_EPOCH, int(i))]["gray"] for i in idx])
+    return list(grays.split(max(batch_size, 16)))
+
+
+@torch.no_grad()
+def recalibrate_batchnorm(method: Method, batches: list[torch.Tensor], device: torch.device) -> bool:
+    """Set the inference networks' batch-norm running statistics to plain averages over fixed
+    training batches. Training never reads running statistics (train mode normalises with the
+    batch's own), so this changes evaluation only; it replaces momentum averages that lag behind
+    fast-moving weights and made eval-mode outputs drift far from train-mode ones."""
+    norms = [m for name in method.inference_nets if hasattr(method, name)
+             for m in unwrap(getattr(method, name)).modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    if not norms or not batches:
+        return False
+    was_training, rng = method.training, rng_state()
+    momenta = [m.momentum for m in norms]
+    method.eval()
+    for m in norms:
+        m.reset_running_stats()
+        m.momentum = None  # cumulative average
+        m.train()
+    for gray in batches:
+        method.generate(net_input(gray.to(device), method.mode))
+    for m, momentum in zip(norms, momenta, strict=True):
+        m.momentum = momentum
+    method.train(was_training)
+    set_rng_state(rng)  # a sampled latent code must not shift the training sequence
+    return True
 
 
 def validate(method: Method, val_set, device: torch.device, config: Config) -> float:
@@ -165,7 +206,10 @@ def train(cfg: Config, resume: bool = True, until_step: int | None = None, progr
     log_path = out / "losses.csv"
     end = min(steps, until_step) if until_step is not None else steps
 
+    calibration = calibration_batches(dataset, t.bn_calibration_images, cfg.optim.batch_size) if dd.main else []
+
     def save(path: Path) -> None:
+        recalibrate_batchnorm(method, calibration, device)
         save_checkpoint(path, {
             "config": cfg.model_dump(), "step": state.step, "nets": method.nets_state(),
             "optimizers": {k: o.state_dict() for k, o in optimizers.items()},
@@ -202,6 +246,7 @@ def train(cfg: Config, resume: bool = True, until_step: int | None = None, progr
         if dd.main and writer is not None and t.sample_every and state.step % t.sample_every == 0:
             _log_samples(writer, method, batch, state.step)
         if dd.main and val_set and (state.step % t.val_every == 0 or state.step == end):
+            recalibrate_batchnorm(method, calibration, device)
             score = validate(method, val_set, device, cfg)
             state.metrics[str(state.step)] = score
             if writer is not None:

@@ -191,9 +191,20 @@ class TorchGenerator:
         self.multimodal = method.multimodal
         self.z_dim = z_dim(method)
         self.norms = instance_norms(method)
+        self.instance_norm = bool(self.norms)
 
     def __call__(self, gray: torch.Tensor, z: torch.Tensor | None) -> torch.Tensor:
         return self.method.generate(net_input(gray, self.mode), z)
+
+    def pooled_norm_stats(self, gray: torch.Tensor, z: torch.Tensor | None) -> NormStats:
+        """Run a batch with every instance norm pooled over the whole batch; their statistics."""
+        with pooled_norm_stats(self.norms) as stats:
+            self(gray, z)
+        return stats
+
+    def sharing_norm_stats(self, stats: NormStats):
+        """Context in which every instance norm uses ``stats`` instead of each input's own."""
+        return shared_norm_stats(stats)
 
 
 class Colorizer:
@@ -311,15 +322,13 @@ class Colorizer:
                    z: torch.Tensor | None) -> NormStats:
         """Instance-norm statistics of the whole input, or of disjoint blocks spread across it,
         run as one batch whose every layer is normalised with statistics pooled over it."""
-        norms = getattr(self.generator, "norms", [])
-        if not norms or len(windows) < 2:
+        if not self.generator.instance_norm or len(windows) < 2:
             return {}
         sample = norm_sample_windows(windows[-1][0] + windows[-1][2],
                                      windows[-1][1] + windows[-1][3], self.norm_sample_pixels)
         tiles = torch.cat([self.gray_tensor(read(*win)) for win in sample])
-        with pooled_norm_stats(norms) as stats:
-            self.raw_output(tiles, None if z is None else z.expand(len(sample), -1))
-        return stats
+        tiles, _, _ = pad_to_multiple(tiles, self.generator.size_multiple)
+        return self.generator.pooled_norm_stats(tiles, None if z is None else z.expand(len(sample), -1))
 
     @torch.no_grad()
     def blend_tiles(self, read: GrayReader, h: int, w: int, tile: int = DEFAULT_TILE,
@@ -335,7 +344,7 @@ class Colorizer:
         tops, lefts = tile_starts(h, tile, overlap), tile_starts(w, tile, overlap)
         th, tw = min(tile, h), min(tile, w)
         weights: dict[tuple[bool, ...], torch.Tensor] = {}
-        with shared_norm_stats(self.norm_stats(read, windows, z)):
+        with self.generator.sharing_norm_stats(self.norm_stats(read, windows, z)):
             buf_top, gray = 0, self.gray_tensor(np.zeros((0, w), np.float32))
             acc = torch.zeros(1, self.generator.out_channels, 0, w, device=self.device)
             wsum = torch.zeros(1, 1, 0, w, device=self.device)

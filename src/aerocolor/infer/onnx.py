@@ -7,14 +7,26 @@ The exported graph takes ``gray`` (N,1,H,W) sRGB gray in [0, 1] (H and W multipl
 (the full-resolution L* of the input joined with the predicted ab). The metadata holds the colour
 mode, the normalisation, the tile size and overlap to use and the full training config, so the
 file is self-describing like a checkpoint.
+
+Instance-normalised generators get two more inputs, both optional (they have defaults), and one
+more output, so that tiles of a large input can share normalisation statistics as they do with
+the torch backend: ``norm_weights`` (3,) mixes, in every instance norm, the input's own
+statistics, the statistics pooled over the whole batch and the given ``norm_stats`` (S,) (each
+norm layer's per-channel means, then variances, in layer order); the default (1, 0, 0) is plain
+instance norm. The output ``pooled_norm_stats`` holds the batch-pooled statistics of a run, so a run
+over tiles sampled across the input with ``norm_weights`` (0, 1, 0) gives the statistics that a
+run of every tile then uses with (0, 0, 1).
 """
 
 from __future__ import annotations
 
+import copy
 import io
 import json
 import logging
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -39,35 +51,115 @@ NORMALISATION = {
 }
 
 
+class MixedStatsInstanceNorm(nn.Module):
+    """An instance norm whose statistics are a weighted mix of the input's own, the batch's pooled
+    and given ones (see the module docstring); it records the pooled ones."""
+
+    def __init__(self, norm: nn.modules.instancenorm._InstanceNorm):
+        super().__init__()
+        self.num_features, self.eps, self.affine = norm.num_features, norm.eps, norm.affine
+        if norm.affine:
+            self.weight, self.bias = norm.weight, norm.bias
+        self.mix: torch.Tensor | None = None  # (3,), set per run
+        self.given: tuple[torch.Tensor, torch.Tensor] | None = None  # (C,), (C,)
+        self.pooled: tuple[torch.Tensor, torch.Tensor] | None = None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        own_mean = x.mean(dim=(2, 3), keepdim=True)
+        own_var = (x - own_mean).pow(2).mean(dim=(2, 3), keepdim=True)
+        pool_mean = x.mean(dim=(0, 2, 3), keepdim=True)
+        pool_var = (x - pool_mean).pow(2).mean(dim=(0, 2, 3), keepdim=True)
+        self.pooled = (pool_mean.flatten(), pool_var.flatten())
+        given_mean, given_var = (g.view(1, -1, 1, 1) for g in self.given)
+        w = self.mix
+        mean = w[0] * own_mean + w[1] * pool_mean + w[2] * given_mean
+        var = w[0] * own_var + w[1] * pool_var + w[2] * given_var
+        y = (x - mean) / torch.sqrt(var + self.eps)
+        if self.affine:
+            y = y * self.weight.view(1, -1, 1, 1) + self.bias.view(1, -1, 1, 1)
+        return y
+
+
+def example_inputs(method: Method) -> tuple[torch.Tensor, ...]:
+    m = method.size_multiple
+    size = max(m, 64 // m * m)
+    example: tuple = (torch.rand(1, 1, size, size),)
+    return example + ((torch.zeros(1, z_dim(method)),) if method.multimodal else ())
+
+
+@torch.no_grad()
+def generator_instance_norms(method: Method) -> list[nn.Module]:
+    """The instance norms that the generator runs, in the order it runs them (a method's other
+    inference networks, e.g. BicycleGAN's encoder, are not part of the exported graph)."""
+    norms, order = instance_norms(method), []
+    hooks = [m.register_forward_pre_hook(lambda mod, _: order.append(mod)) for m in norms]
+    try:
+        gray, *z = example_inputs(method)
+        method.generate(net_input(gray, method.mode), z[0] if z else None)
+    finally:
+        for h in hooks:
+            h.remove()
+    return list(dict.fromkeys(order))
+
+
+def norm_stats_size(method: Method) -> int:
+    return sum(2 * m.num_features for m in generator_instance_norms(method))
+
+
 class ExportedGenerator(nn.Module):
-    """gray in [0, 1] (and z) -> (raw output, colour in [0, 1]) for one method."""
+    """gray in [0, 1] (and z, and for instance norms the statistics inputs) -> (raw output,
+    colour in [0, 1], and for instance norms the batch-pooled statistics) for one method."""
 
     def __init__(self, method: Method):
         super().__init__()
-        self.method = method
+        self.method = copy.deepcopy(method)
+        order = {id(m): i for i, m in enumerate(generator_instance_norms(self.method))}
+        found: list[tuple[int, MixedStatsInstanceNorm]] = []
+        for parent in list(self.method.modules()):
+            for name, child in list(parent.named_children()):
+                if id(child) in order:
+                    mixed = MixedStatsInstanceNorm(child)
+                    setattr(parent, name, mixed)
+                    found.append((order[id(child)], mixed))
+        self.norms = [m for _, m in sorted(found, key=lambda t: t[0])]
 
-    def forward(self, gray: torch.Tensor, z: torch.Tensor | None = None):
+    def forward(self, gray: torch.Tensor, *extra: torch.Tensor):
+        z = extra[0] if self.method.multimodal else None
+        if self.norms:
+            stats, mix = extra[-2:]
+            at = 0
+            for m in self.norms:
+                c = m.num_features
+                m.mix, m.given = mix, (stats[at:at + c], stats[at + c:at + 2 * c])
+                at += 2 * c
         raw = self.method.generate(net_input(gray, self.method.mode), z)
-        return raw, rgb_from_output(raw, gray, self.method.mode)
+        rgb = rgb_from_output(raw, gray, self.method.mode)
+        if not self.norms:
+            return raw, rgb
+        return raw, rgb, torch.cat([t for m in self.norms for t in m.pooled])
 
 
 def onnx_metadata(method: Method, config: Config, tile: int, overlap: int) -> dict[str, str]:
-    norms = instance_norms(method)
+    norms = generator_instance_norms(method)
     return {
         "producer": f"aerocolor {__version__}",
         "method": config.model.method,
         "color_mode": method.mode,
         "normalisation": NORMALISATION[method.mode],
         "inputs": "gray: N x 1 x H x W float32 sRGB gray in [0, 1]"
-                  + ("; z: N x z_dim float32 latent code" if method.multimodal else ""),
-        "outputs": "raw: generator output; rgb: N x 3 x H x W float32 sRGB in [0, 1]",
+                  + ("; z: N x z_dim float32 latent code" if method.multimodal else "")
+                  + ("; norm_stats: S float32 (optional); norm_weights: 3 float32 (optional, default 1,0,0 = "
+                     "plain instance norm)" if norms else ""),
+        "outputs": "raw: generator output; rgb: N x 3 x H x W float32 sRGB in [0, 1]"
+                   + ("; pooled_norm_stats: S float32 batch-pooled instance-norm statistics" if norms else ""),
         "size_multiple": str(method.size_multiple),
         "out_channels": str(method.out_channels),
         "multimodal": str(int(method.multimodal)),
         "z_dim": str(z_dim(method)),
         "tile": str(tile),
         "overlap": str(overlap),
-        "instance_norm": "per_tile" if norms else "none",
+        "instance_norm": "shared_stats_inputs" if norms else "none",
+        "norm_stats_size": str(norm_stats_size(method)),
         "ground_resolution": "" if config.model.ground_resolution is None
         else str(config.model.ground_resolution),
         "config": json.dumps(config.model_dump(mode="json")),
@@ -81,23 +173,30 @@ def export_onnx(method: Method, config: Config, out: str | Path | None = None,
     import onnx
 
     method = method.float().eval().cpu()
-    m = method.size_multiple
-    size = max(m, 64 // m * m)
-    example: tuple = (torch.rand(1, 1, size, size),)
+    example = example_inputs(method)
     names, axes = ["gray"], {"gray": {0: "batch", 2: "height", 3: "width"},
                              "raw": {0: "batch", 2: "height", 3: "width"},
                              "rgb": {0: "batch", 2: "height", 3: "width"}}
     if method.multimodal:
-        example += (torch.zeros(1, z_dim(method)),)
         names.append("z")
         axes["z"] = {0: "batch"}
+    outputs = ["raw", "rgb"]
+    n_stats = norm_stats_size(method)
+    defaults = {}
+    if n_stats:
+        defaults = {"norm_stats": torch.zeros(n_stats), "norm_weights": torch.tensor([1.0, 0.0, 0.0])}
+        example += tuple(defaults.values())
+        names += list(defaults)
+        outputs.append("pooled_norm_stats")
     buf = io.BytesIO()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         torch.onnx.export(ExportedGenerator(method), example, buf, input_names=names,
-                          output_names=["raw", "rgb"], dynamic_axes=axes, opset_version=OPSET,
+                          output_names=outputs, dynamic_axes=axes, opset_version=OPSET,
                           dynamo=False, do_constant_folding=True)
     model = onnx.load_from_string(buf.getvalue())
+    for name, value in defaults.items():  # an initializer named like an input is its default
+        model.graph.initializer.append(onnx.numpy_helper.from_array(value.numpy(), name))
     onnx.helper.set_model_props(model, onnx_metadata(method, config, tile, overlap))
     model.doc_string = __doc__.split("\n\n")[1].replace("\n", " ")
     data = model.SerializeToString()
@@ -118,8 +217,10 @@ class OnnxGenerator:
                 raise CheckpointError("onnxruntime here has no CUDA support; use --device cpu "
                                       "or install onnxruntime-gpu")
             providers.insert(0, "CUDAExecutionProvider")
+        options = ort.SessionOptions()
+        options.log_severity_level = 3  # errors only: defaulted inputs would warn on every load
         try:
-            self.session = ort.InferenceSession(model, providers=providers)
+            self.session = ort.InferenceSession(model, options, providers=providers)
         except Exception as e:  # onnxruntime raises its own kinds for a bad file
             raise CheckpointError(f"{source}: not a readable ONNX model ({e})") from None
         meta = self.session.get_modelmeta().custom_metadata_map
@@ -133,14 +234,42 @@ class OnnxGenerator:
         self.out_channels = int(meta["out_channels"])
         self.multimodal = meta["multimodal"] == "1"
         self.z_dim = int(meta["z_dim"])
+        inputs = {i.name for i in self.session.get_inputs() + self.session.get_overridable_initializers()}
+        self.instance_norm = meta.get("instance_norm") != "none"
+        if self.instance_norm and "norm_stats" not in inputs:
+            raise CheckpointError(f"{source}: exported by an older aerocolor without instance-norm statistics "
+                                  "inputs; export it again with 'aerocolor export CKPT --onnx OUT'")
+        self._shared: np.ndarray | None = None
 
-    def __call__(self, gray: torch.Tensor, z: torch.Tensor | None) -> torch.Tensor:
-        feeds = {"gray": gray.detach().float().cpu().numpy()}
+    def _feeds(self, gray: torch.Tensor, z: torch.Tensor | None, weights: tuple[float, float, float] | None
+               ) -> dict[str, np.ndarray]:
+        feeds = {"gray": np.ascontiguousarray(gray.detach().float().cpu().numpy())}
         if self.multimodal:
             zz = torch.zeros(gray.shape[0], self.z_dim) if z is None else z
             feeds["z"] = np.ascontiguousarray(zz.detach().float().cpu().numpy())
-        raw = self.session.run(["raw"], feeds)[0]
+        if weights is not None:
+            feeds["norm_weights"] = np.asarray(weights, np.float32)
+            if self._shared is not None:
+                feeds["norm_stats"] = self._shared
+        return feeds
+
+    def __call__(self, gray: torch.Tensor, z: torch.Tensor | None) -> torch.Tensor:
+        weights = (0.0, 0.0, 1.0) if self._shared is not None else None
+        raw = self.session.run(["raw"], self._feeds(gray, z, weights))[0]
         return torch.from_numpy(raw).to(gray.device)
+
+    def pooled_norm_stats(self, gray: torch.Tensor, z: torch.Tensor | None) -> np.ndarray:
+        """Run a batch with every instance norm pooled over the whole batch; their statistics."""
+        return self.session.run(["pooled_norm_stats"], self._feeds(gray, z, (0.0, 1.0, 0.0)))[0]
+
+    @contextmanager
+    def sharing_norm_stats(self, stats: np.ndarray | dict) -> Iterator[None]:
+        """Context in which every instance norm uses ``stats`` instead of each input's own."""
+        self._shared = None if isinstance(stats, dict) else stats  # {}: nothing to share
+        try:
+            yield
+        finally:
+            self._shared = None
 
 
 def load_onnx_colorizer(path: Path, device: str = "auto") -> Colorizer:
@@ -153,8 +282,4 @@ def load_onnx_colorizer(path: Path, device: str = "auto") -> Colorizer:
     else:
         method, config = load_method(path)
         gen = OnnxGenerator(export_onnx(method, config), dev, str(path))
-    if gen.meta["instance_norm"] == "per_tile":
-        log.warning("%s: with onnxruntime each tile's instance norms use that tile's own "
-                    "statistics, so colours can shift between tiles of large inputs; the torch "
-                    "backend shares them across the whole input", path)
     return Colorizer(gen, gen.config, dev, str(path))
