@@ -157,13 +157,21 @@ def test_cli_raster_keeps_georeference_and_nodata(instance_norm_checkpoint, gray
 def test_cog_with_overviews_and_skip_existing(instance_norm_checkpoint, shared_data, tmp_path):
     src_path = shared_data / "geo/town_rgbn_5m.tif"
     args = ["colorize", str(instance_norm_checkpoint), str(src_path.parent / "town_*.tif"),
-            "-o", str(tmp_path), "--cog", "--tile", "256", "--device", "cpu", "--skip-existing"]
+            "-o", str(tmp_path), "--cog", "--tile", "256", "--device", "cpu", "--skip-existing", "--compare"]
     run_cli(*args)
     result = tmp_path / "town_rgbn_5m_color.tif"
     with rasterio.open(src_path) as src, rasterio.open(result) as dst:
         assert (dst.crs, dst.transform, dst.shape) == (src.crs, src.transform, src.shape)
         assert dst.overviews(1), "a COG has overviews"
         assert dst.tags(ns="IMAGE_STRUCTURE").get("LAYOUT") == "COG"
+        colour = dst.read([1, 2, 3]).transpose(1, 2, 0).astype(np.float32) / 255
+    # --compare: a gray | colour preview of the raster, at full size when it is small
+    preview = read_image(tmp_path / "town_rgbn_5m_compare.png")
+    h, w = colour.shape[:2]
+    assert preview.shape == (h, 2 * w + 8, 3)
+    assert np.abs(preview[:, w + 8:] - colour).max() < 1 / 255 + 1e-6
+    assert np.abs(preview[:, :w, 0] - preview[:, :w, 1]).max() == 0  # the gray panel is gray
+    assert np.corrcoef(preview[:, :w, 0].ravel(), to_gray(colour).ravel())[0, 1] > 0.9
     stamp = result.stat().st_mtime_ns
     run_cli(*args)
     assert result.stat().st_mtime_ns == stamp  # an existing output is skipped

@@ -72,7 +72,7 @@ def colorize(
     inputs: Annotated[list[str], typer.Argument(help="[CHECKPOINT] then images, folders or glob patterns.")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Output folder.")] = Path("colorized"),
     model: Annotated[Path | None, typer.Option("--model", "-m", help="Checkpoint (default: the bundled model).")] = None,
-    compare: Annotated[bool, typer.Option(help="Also write gray | colour (| original) side by side.")] = False,
+    compare: Annotated[bool, typer.Option(help="Also write NAME_compare.png: gray | colour (| original) side by side; for rasters a preview of at most 2048 px a side.")] = False,
     tile: Annotated[int, typer.Option(help="Tile size for large images.")] = 512,
     overlap: Annotated[int, typer.Option(help="Overlap between tiles, blended smoothly.")] = 64,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda ...")] = "auto",

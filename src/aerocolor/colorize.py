@@ -15,7 +15,7 @@ from .data.datasets import as_rgb
 from .errors import ImageReadError
 from .imageio import IMAGE_SUFFIXES, is_color, list_images, read_image, write_image
 from .infer.colorizer import DEFAULT_OVERLAP, DEFAULT_TILE, Colorizer
-from .infer.raster import RasterOptions, colorize_raster, is_raster, raster_output_path
+from .infer.raster import RasterOptions, colorize_raster, is_raster, raster_output_path, raster_preview
 
 log = logging.getLogger("aerocolor")
 
@@ -90,12 +90,16 @@ def colorize_files(colorizer: Colorizer, inputs: list[Path], out_dir: Path, comp
     variants = latents or [("", None)]
     for path in tqdm(inputs, unit="image", disable=not progress or len(inputs) < 2, desc="colorize"):
         if is_raster(path):
+            targets = []
             for tag, z in variants:
                 target = raster_output_path(path, out_dir, f"{suffix}{tag}")
                 if not (skip_existing and target.exists()):
                     written.append(colorize_raster(colorizer, path, target, raster, progress, z=z))
-            if compare:
-                warn(f"{path}: --compare is for plain images; none written for a raster")
+                targets.append(target)
+            preview = out_dir / f"{path.stem}_compare.png"
+            if compare and not (skip_existing and preview.exists()):
+                panels = [raster_preview(path, t, raster) for t in targets]
+                written.append(write_image(preview, side_by_side(panels[0][0], *(c for _, c in panels))))
             continue
         targets = [out_dir / f"{path.stem}{suffix}{tag}.png" for tag, _ in variants]
         if skip_existing and all(t.exists() for t in targets):

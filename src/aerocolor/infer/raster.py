@@ -34,6 +34,7 @@ RASTER_SUFFIXES = (".tif", ".tiff", ".jp2", ".j2k", ".vrt", ".img")
 STRETCH_SAMPLE = 1024  # longest side of the decimated read that percentile stretches come from
 BLOCK = 512  # output GeoTIFF tile size
 FINISH_ROWS = 512  # rows per block when resampling the result back to the input grid
+PREVIEW_SIDE = 2048  # longest side of --compare previews of rasters
 GDAL_CACHE_MB = 256  # GDAL's block cache would otherwise grow to 5% of the machine's memory
 
 
@@ -282,3 +283,22 @@ def colorize_raster(colorizer: Colorizer, path: Path, out: Path,
 def _remove(path: str) -> None:
     if os.path.exists(path):
         os.unlink(path)
+
+
+def raster_preview(src_path: Path, colour_path: Path, opts: RasterOptions,
+                   max_side: int = PREVIEW_SIDE) -> tuple[np.ndarray, np.ndarray]:
+    """(gray input, colour output) of a colorized raster as float arrays in [0, 1], decimated to
+    at most ``max_side`` pixels on the long side (GDAL reads overviews where the files have them);
+    no-data areas are white."""
+    with open_raster(src_path) as src, rasterio.open(colour_path) as out:
+        gray = GrayRaster(src, opts, str(src_path))
+        scale = max(1.0, max(src.height, src.width) / max_side)
+        shape = (max(1, round(src.height / scale)), max(1, round(src.width / scale)))
+        data = src.read(gray.bands, out_shape=(len(gray.bands), *shape), masked=True,
+                        resampling=Resampling.average)
+        g = gray._to_gray(data.filled(gray.lo))
+        colour = out.read([1, 2, 3], out_shape=(3, *shape), masked=True, resampling=Resampling.average)
+        top = float(np.iinfo(colour.dtype).max) if np.issubdtype(colour.dtype, np.integer) else 1.0
+        rgb = np.clip(colour.filled(top).astype(np.float32) / top, 0, 1).transpose(1, 2, 0)
+        g = np.where(np.ma.getmaskarray(data).any(axis=0), 1.0, g).astype(np.float32)
+    return g, rgb
