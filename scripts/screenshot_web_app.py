@@ -9,23 +9,13 @@ Needs Chromium (scripts/setup-test-env.sh installs it) and Playwright (the test 
 from __future__ import annotations
 
 import argparse
-import socket
-import subprocess
 import sys
-import time
+import tempfile
 from importlib import resources
 from pathlib import Path
 
-import httpx
-
 ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM = "/usr/bin/chromium"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def main() -> None:
@@ -40,19 +30,9 @@ def main() -> None:
 
     from playwright.sync_api import sync_playwright
 
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    server = subprocess.Popen([sys.executable, "-m", "aerocolor", "serve", "--port", str(port),
-                               "--device", "cpu"], stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
-    try:
-        for _ in range(300):
-            try:
-                if httpx.get(f"{url}/api/health", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                time.sleep(0.2)
-        else:
-            sys.exit("aerocolor serve did not answer")
+    from aerocolor.web.launch import served
+
+    with tempfile.TemporaryDirectory() as tmp, served(["--device", "cpu"], Path(tmp) / "server.log") as url:
         with sync_playwright() as p:
             browser = p.chromium.launch(executable_path=CHROMIUM, args=["--headless", "--no-sandbox"])
             page = browser.new_page(viewport={"width": 1280, "height": 900})
@@ -64,10 +44,7 @@ def main() -> None:
             page.locator("#slider").fill("50")
             page.screenshot(path=args.out)
             browser.close()
-        print(f"wrote {args.out}")
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
+    print(f"wrote {args.out}")
 
 
 if __name__ == "__main__":

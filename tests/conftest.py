@@ -57,34 +57,9 @@ def web_server(web_models: Path, tmp_path_factory) -> str:
     """The session's one ``aerocolor serve`` on a free loopback port: the tiny model (and the
     bundled one where present), a 2 MB upload limit and a 4 megapixel limit so that the limits
     can be tested with small files. Returns its base URL."""
-    import socket
-    import subprocess
-    import sys
-    import time
+    from aerocolor.web.launch import served
 
-    import httpx
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
     log = tmp_path_factory.mktemp("web_server") / "server.log"
-    command = [sys.executable, "-m", "aerocolor", "serve", "--models", str(web_models),
-               "--port", str(port), "--device", "cpu", "--max-upload-mb", "2",
-               "--max-megapixels", "4"]
-    proc = subprocess.Popen(command, stdout=log.open("w"), stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        for _ in range(300):
-            if proc.poll() is not None:
-                raise RuntimeError(f"aerocolor serve exited: {log.read_text()}")
-            try:
-                if httpx.get(f"{url}/api/health", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                time.sleep(0.2)
-        else:
-            raise RuntimeError(f"aerocolor serve did not answer: {log.read_text()}")
+    with served(["--models", str(web_models), "--device", "cpu", "--max-upload-mb", "2",
+                 "--max-megapixels", "4"], log) as url:
         yield url
-    finally:
-        proc.terminate()
-        proc.wait(timeout=30)
