@@ -32,7 +32,7 @@ DEFAULT_TILE = 512
 DEFAULT_OVERLAP = 64
 DEFAULT_BATCH = 4
 NORM_SAMPLE_PIXELS = 2**21  # pixels that instance-norm statistics are pooled over
-NORM_SAMPLE_SIDE = 512  # blocks they come from, on inputs larger than that
+NORM_SAMPLE_SIDE = 256  # blocks they come from on larger inputs (32 of them: many small blocks cover more)
 COLOUR_CHUNK = 2048  # columns converted to colour at a time, to bound memory on wide rasters
 
 # read(top, left, height, width) -> gray float32 array in [0, 1]
@@ -115,12 +115,13 @@ def spread_sample(items: list, n: int) -> list:
     return [items[i] for i in np.linspace(0, len(items) - 1, n).round().astype(int)]
 
 
-def norm_sample_windows(h: int, w: int, budget: int) -> list[tuple[int, int, int, int]]:
+def norm_sample_windows(h: int, w: int, budget: int, block: int = NORM_SAMPLE_SIDE
+                        ) -> list[tuple[int, int, int, int]]:
     """Where instance-norm statistics come from: the whole input when it fits the pixel budget,
     else disjoint square blocks spread evenly across it (overlaps would count twice)."""
     if h * w <= budget:
         return [(0, 0, h, w)]
-    side = min(NORM_SAMPLE_SIDE, h, w)
+    side = min(block, h, w)
     grid = [(t, lft, side, side) for t in range(0, h - side + 1, side)
             for lft in range(0, w - side + 1, side)]
     return spread_sample(grid, max(1, budget // (side * side)))
@@ -215,6 +216,7 @@ class Colorizer:
     """
 
     norm_sample_pixels = NORM_SAMPLE_PIXELS
+    norm_sample_side = NORM_SAMPLE_SIDE
 
     def __init__(self, generator, config: Config, device: torch.device, source: str = ""):
         self.generator = generator
@@ -325,7 +327,8 @@ class Colorizer:
         if not self.generator.instance_norm or len(windows) < 2:
             return {}
         sample = norm_sample_windows(windows[-1][0] + windows[-1][2],
-                                     windows[-1][1] + windows[-1][3], self.norm_sample_pixels)
+                                     windows[-1][1] + windows[-1][3], self.norm_sample_pixels,
+                                     self.norm_sample_side)
         tiles = torch.cat([self.gray_tensor(read(*win)) for win in sample])
         tiles, _, _ = pad_to_multiple(tiles, self.generator.size_multiple)
         return self.generator.pooled_norm_stats(tiles, None if z is None else z.expand(len(sample), -1))
