@@ -71,13 +71,18 @@ def test_every_method_exports_and_matches_torch(name, real_gray):
 def test_rgb_output_does_the_lab_recombination(real_gray):
     import onnxruntime as ort
 
+    torch.manual_seed(0)  # random weights: fixed, so the test does not depend on the tests before it
     method, cfg = build("pix2pix")
     session = ort.InferenceSession(export_onnx(method, cfg))
     gray = real_gray[None, None, :128, :192].copy()
     rgb = session.run(["rgb"], {"gray": gray})[0][0].transpose(1, 2, 0)
     expected = Colorizer.from_method(method, cfg).colorize(gray[0, 0], tile=1024)
     assert np.abs(rgb - expected).max() < 1e-4
-    assert np.abs(to_gray(rgb) - gray[0, 0]).max() < 2e-3  # L* of the input is kept
+    # L* of the input is kept wherever the colour is inside the sRGB gamut (clipping a channel of
+    # an out-of-gamut colour, which random weights produce, changes its lightness)
+    in_gamut = ((rgb > 0) & (rgb < 1)).all(axis=2)
+    assert in_gamut.mean() > 0.5
+    assert np.abs(to_gray(rgb) - gray[0, 0])[in_gamut].max() < 2e-3
 
 
 def save_untrained(path: Path, name: str, *sets: str) -> Path:

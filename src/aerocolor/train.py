@@ -207,9 +207,16 @@ def train(cfg: Config, resume: bool = True, until_step: int | None = None, progr
     end = min(steps, until_step) if until_step is not None else steps
 
     calibration = calibration_batches(dataset, t.bn_calibration_images, cfg.optim.batch_size) if dd.main else []
+    calibrated_at = -1
+
+    def calibrate() -> None:  # once per step, however many evaluations and saves it has
+        nonlocal calibrated_at
+        if calibrated_at != state.step:
+            recalibrate_batchnorm(method, calibration, device)
+            calibrated_at = state.step
 
     def save(path: Path) -> None:
-        recalibrate_batchnorm(method, calibration, device)
+        calibrate()
         save_checkpoint(path, {
             "config": cfg.model_dump(), "step": state.step, "nets": method.nets_state(),
             "optimizers": {k: o.state_dict() for k, o in optimizers.items()},
@@ -246,7 +253,7 @@ def train(cfg: Config, resume: bool = True, until_step: int | None = None, progr
         if dd.main and writer is not None and t.sample_every and state.step % t.sample_every == 0:
             _log_samples(writer, method, batch, state.step)
         if dd.main and val_set and (state.step % t.val_every == 0 or state.step == end):
-            recalibrate_batchnorm(method, calibration, device)
+            calibrate()
             score = validate(method, val_set, device, cfg)
             state.metrics[str(state.step)] = score
             if writer is not None:

@@ -102,10 +102,6 @@ def generator_instance_norms(method: Method) -> list[nn.Module]:
     return list(dict.fromkeys(order))
 
 
-def norm_stats_size(method: Method) -> int:
-    return sum(2 * m.num_features for m in generator_instance_norms(method))
-
-
 class ExportedGenerator(nn.Module):
     """gray in [0, 1] (and z, and for instance norms the statistics inputs) -> (raw output,
     colour in [0, 1], and for instance norms the batch-pooled statistics) for one method."""
@@ -113,15 +109,14 @@ class ExportedGenerator(nn.Module):
     def __init__(self, method: Method):
         super().__init__()
         self.method = copy.deepcopy(method)
-        order = {id(m): i for i, m in enumerate(generator_instance_norms(self.method))}
-        found: list[tuple[int, MixedStatsInstanceNorm]] = []
+        runs = generator_instance_norms(self.method)
+        mixed = {id(m): MixedStatsInstanceNorm(m) for m in runs}
         for parent in list(self.method.modules()):
             for name, child in list(parent.named_children()):
-                if id(child) in order:
-                    mixed = MixedStatsInstanceNorm(child)
-                    setattr(parent, name, mixed)
-                    found.append((order[id(child)], mixed))
-        self.norms = [m for _, m in sorted(found, key=lambda t: t[0])]
+                if id(child) in mixed:
+                    setattr(parent, name, mixed[id(child)])
+        self.norms = [mixed[id(m)] for m in runs]  # in the order the generator runs them
+        self.norm_stats_size = sum(2 * m.num_features for m in self.norms)
 
     def forward(self, gray: torch.Tensor, *extra: torch.Tensor):
         z = extra[0] if self.method.multimodal else None
@@ -139,8 +134,9 @@ class ExportedGenerator(nn.Module):
         return raw, rgb, torch.cat([t for m in self.norms for t in m.pooled])
 
 
-def onnx_metadata(method: Method, config: Config, tile: int, overlap: int) -> dict[str, str]:
-    norms = generator_instance_norms(method)
+def onnx_metadata(method: Method, config: Config, tile: int, overlap: int, norm_stats_size: int
+                  ) -> dict[str, str]:
+    norms = norm_stats_size > 0
     return {
         "producer": f"aerocolor {__version__}",
         "method": config.model.method,
@@ -159,7 +155,7 @@ def onnx_metadata(method: Method, config: Config, tile: int, overlap: int) -> di
         "tile": str(tile),
         "overlap": str(overlap),
         "instance_norm": "shared_stats_inputs" if norms else "none",
-        "norm_stats_size": str(norm_stats_size(method)),
+        "norm_stats_size": str(norm_stats_size),
         "ground_resolution": "" if config.model.ground_resolution is None
         else str(config.model.ground_resolution),
         "config": json.dumps(config.model_dump(mode="json")),
@@ -181,7 +177,8 @@ def export_onnx(method: Method, config: Config, out: str | Path | None = None,
         names.append("z")
         axes["z"] = {0: "batch"}
     outputs = ["raw", "rgb"]
-    n_stats = norm_stats_size(method)
+    exported = ExportedGenerator(method)
+    n_stats = exported.norm_stats_size
     defaults = {}
     if n_stats:
         defaults = {"norm_stats": torch.zeros(n_stats), "norm_weights": torch.tensor([1.0, 0.0, 0.0])}
@@ -191,13 +188,13 @@ def export_onnx(method: Method, config: Config, out: str | Path | None = None,
     buf = io.BytesIO()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        torch.onnx.export(ExportedGenerator(method), example, buf, input_names=names,
+        torch.onnx.export(exported, example, buf, input_names=names,
                           output_names=outputs, dynamic_axes=axes, opset_version=OPSET,
                           dynamo=False, do_constant_folding=True)
     model = onnx.load_from_string(buf.getvalue())
     for name, value in defaults.items():  # an initializer named like an input is its default
         model.graph.initializer.append(onnx.numpy_helper.from_array(value.numpy(), name))
-    onnx.helper.set_model_props(model, onnx_metadata(method, config, tile, overlap))
+    onnx.helper.set_model_props(model, onnx_metadata(method, config, tile, overlap, n_stats))
     model.doc_string = __doc__.split("\n\n")[1].replace("\n", " ")
     data = model.SerializeToString()
     if out is not None:

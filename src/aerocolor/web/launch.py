@@ -24,8 +24,9 @@ def served(args: list[str], log: Path, wait_s: float = 60.0) -> Iterator[str]:
     import httpx
 
     port = free_port()
+    out = log.open("w")
     proc = subprocess.Popen([sys.executable, "-m", "aerocolor", "serve", "--port", str(port), *args],
-                            stdout=log.open("w"), stderr=subprocess.STDOUT)
+                            stdout=out, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + wait_s
@@ -44,3 +45,4 @@ def served(args: list[str], log: Path, wait_s: float = 60.0) -> Iterator[str]:
     finally:
         proc.terminate()
         proc.wait(timeout=30)
+        out.close()
