@@ -5,7 +5,7 @@ import torch.nn as nn
 from aerocolor.config import NetworkConfig
 from aerocolor.losses import discriminator_loss, gan_loss, gradient_penalty, masked_l1
 from aerocolor.nets import build_discriminator, build_generator, size_multiple
-from aerocolor.nets.generators import UNetGenerator
+from aerocolor.nets.generators import SceneContext, UNetGenerator
 
 
 @pytest.mark.parametrize("name,depth", [("unet_128", 7), ("unet_256", 8)])
@@ -96,3 +96,41 @@ def test_masked_l1_ignores_masked_pixels():
     mask = torch.ones(1, 1, 4, 4)
     mask[..., :2, :] = 0
     assert masked_l1(pred, target, mask).item() == pytest.approx(1.0)
+
+
+def _context_generator(context: bool, seed: int = 0) -> nn.Module:
+    torch.manual_seed(seed)
+    cfg = NetworkConfig(netG="resnet_6blocks", ngf=8, norm="batch", context=context, init_type="kaiming")
+    g = build_generator(cfg, 1, 2)
+    for m in g.modules():  # a trained context: the identity start would hide it
+        if isinstance(m, SceneContext):
+            nn.init.normal_(m.film[-1].weight, 0.0, 0.5)
+    return g.eval()
+
+
+def test_scene_context_sees_the_whole_image():
+    """A change far outside the convolutions' reach changes a patch's colour only through the context."""
+    x = torch.rand(1, 1, 64, 512)
+    far = x.clone()
+    far[..., 256:] = 0.95  # bright, 256 px away from the patch [0, 64)
+    with torch.no_grad():
+        for context in (False, True):
+            g = _context_generator(context)
+            change = (g(x) - g(far))[..., :64].abs().max().item()
+            assert (change > 1e-3) if context else (change < 1e-6), (context, change)
+
+
+def test_scene_context_starts_as_the_identity_and_is_middle_only():
+    plain, ctx = _context_generator(False), build_generator(
+        NetworkConfig(netG="resnet_6blocks", ngf=8, norm="batch", context=True), 1, 2).eval()
+    missing = ctx.load_state_dict(plain.state_dict(), strict=False).missing_keys
+    assert missing and all(".context." in k for k in missing)
+    assert [i for i, m in enumerate(ctx) if getattr(m, "context", None) is not None] == [12]  # 3rd of 6 blocks
+    x = torch.rand(2, 1, 64, 64)
+    with torch.no_grad():
+        assert torch.equal(plain(x), ctx(x))
+
+
+def test_scene_context_needs_a_resnet():
+    with pytest.raises(ValueError, match="nets.context needs a ResNet"):
+        build_generator(NetworkConfig(netG="unet_256", context=True), 1, 3)

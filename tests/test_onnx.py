@@ -21,6 +21,7 @@ from aerocolor.infer import Colorizer, default_model_path
 from aerocolor.infer.colorizer import TorchGenerator
 from aerocolor.infer.onnx import OnnxGenerator, export_onnx
 from aerocolor.methods import METHODS
+from aerocolor.nets.generators import SceneContext
 
 TINY = ["model.nets.ngf=8", "model.nets.ndf=8", "model.nets.netG=unet", "model.nets.unet_depth=4"]
 
@@ -155,3 +156,28 @@ def test_bundled_model_onnx_matches_torch(real_gray):
     diff = np.abs(colour_by_backend(default_model_path(), gray, "onnx", 256)
                   - colour_by_backend(default_model_path(), gray, "torch", 256))
     assert diff.max() < 1e-3
+
+
+def test_onnx_backend_matches_torch_with_scene_context(real_gray, tmp_path):
+    """A ResNet generator's scene context is pooled over the whole input and shared by its tiles,
+    with either backend."""
+    torch.manual_seed(0)
+    method, cfg = build("pix2pix", "model.nets.netG=resnet_6blocks", "model.nets.context=true",
+                        "model.nets.norm=batch", "model.nets.init_type=kaiming")
+    for m in method.modules():  # a trained context: the identity start would hide it
+        if isinstance(m, SceneContext):
+            torch.nn.init.normal_(m.film[-1].weight, 0.0, 0.5)
+    ckpt = tmp_path / "context.pt"
+    save_checkpoint(ckpt, {"config": cfg.model_dump(mode="json"), "nets": method.nets_state(method.inference_nets)})
+    gray = real_gray[:448, :576]
+    for tile in (1024, 256):
+        torch_out = colour_by_backend(ckpt, gray, "torch", tile)
+        diff = np.abs(colour_by_backend(ckpt, gray, "onnx", tile) - torch_out)
+        assert diff.max() < 1e-3, f"tile {tile}: max abs difference {diff.max():.2g}"
+    whole = colour_by_backend(ckpt, gray, "torch", 1024)
+    assert np.abs(torch_out - whole).mean() < 0.002  # tiles see the whole input's context (own: 0.008)
+    colorizer = Colorizer.load(ckpt, "cpu", "onnx")
+    tiles = torch.from_numpy(np.stack([gray[:256, :256], gray[192:448, 320:576]]))[:, None].float()
+    with colorizer.generator.sharing_norm_stats(colorizer.generator.pooled_norm_stats(tiles, None)):
+        shared = colorizer.generator(tiles, None)
+    assert (colorizer.generator(tiles, None) - shared).abs().max() > 1e-3  # their own context differs

@@ -15,7 +15,8 @@ from aerocolor.config import load_config
 from aerocolor.data.datasets import PairedColorDataset
 from aerocolor.losses import masked_l1
 from aerocolor.methods import get_method
-from aerocolor.train import build_dataset, calibration_batches, recalibrate_batchnorm, train
+from aerocolor.errors import ConfigError
+from aerocolor.train import build_dataset, calibration_batches, recalibrate_batchnorm, train, warm_start
 
 
 def _cfg(shared, out, steps, **extra):
@@ -170,3 +171,38 @@ def test_batchnorm_recalibration_replaces_drifted_running_statistics(shared_data
     assert all(m.momentum == 0.1 for m in norms)
     state = method.netG.state_dict()
     assert all(torch.equal(state[k], v) for k, v in weights.items())
+
+
+def _resnet_sets(context: bool) -> dict:
+    return {"model.nets.netG": "resnet_6blocks", "model.nets.context": context, "model.color_mode": "lab"}
+
+
+def test_init_from_starts_a_larger_model_from_a_trained_one(shared_data, tmp_path):
+    """train.init_from: a generator with an added scene context starts with the weights (and the
+    outputs) of the checkpoint it grows from; the run itself starts at step 0."""
+    torch.manual_seed(0)
+    src_cfg = _cfg(shared_data, tmp_path / "src", 2, **_resnet_sets(False))
+    src = get_method("pix2pix")(src_cfg.model)
+    save_checkpoint(tmp_path / "src.pt", {"config": src_cfg.model_dump(mode="json"), "nets": src.nets_state()})
+    cfg = _cfg(shared_data, tmp_path / "run", 2, **_resnet_sets(True), **{"train.init_from": tmp_path / "src.pt"})
+    grown = get_method("pix2pix")(cfg.model)
+    summary = warm_start(grown, tmp_path / "src.pt")
+    assert "16 new" in summary and "0 of the checkpoint's not used" in summary
+    batch = _fixed_batch(cfg)
+    src.eval(), grown.eval()
+    with torch.no_grad():
+        gray = net_input(batch["gray"], "lab")
+        assert torch.equal(src.generate(gray), grown.generate(gray))
+    train(cfg, progress=False)
+    ckpt = load_checkpoint(tmp_path / "run" / "last.pt")
+    assert ckpt["step"] == 2
+    assert any(".context." in k for k in ckpt["nets"]["netG"])
+
+
+def test_init_from_refuses_an_unrelated_checkpoint(shared_data, tmp_path):
+    unet_cfg = _cfg(shared_data, tmp_path, 2)
+    save_checkpoint(tmp_path / "unet.pt", {"config": unet_cfg.model_dump(mode="json"),
+                                           "nets": {"netX": {"w": torch.zeros(1)}}})
+    method = get_method("pix2pix")(_cfg(shared_data, tmp_path, 2, **_resnet_sets(True)).model)
+    with pytest.raises(ConfigError, match="init_from .*unet.pt: no layer matches"):
+        warm_start(method, tmp_path / "unet.pt")

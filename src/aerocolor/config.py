@@ -28,6 +28,8 @@ class NetworkConfig(_Strict):
     n_layers_D: int = 3
     norm: Literal["batch", "instance", "none"] = "batch"
     dropout: bool = True
+    context: bool = Field(False, description="ResNet generators: a scene-context branch (features averaged "
+                          "over the whole image scale and shift the middle block's output)")
     init_type: Literal["normal", "xavier", "kaiming", "orthogonal"] = "normal"
     init_gain: float = 0.02
 
@@ -79,6 +81,9 @@ class TrainConfig(_Strict):
     bn_calibration_images: int = Field(
         256, description="training crops that re-estimate the inference networks' batch-norm statistics "
         "before each validation and save (0: keep the running averages)")
+    init_from: str | None = Field(
+        None, description="start the networks from this checkpoint's weights (layers of the same name and "
+        "shape; new layers keep their initialisation); optimizers, schedule and step start afresh")
 
 
 class Config(_Strict):

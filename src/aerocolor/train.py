@@ -148,6 +148,28 @@ def validate(method: Method, val_set, device: torch.device, config: Config) -> f
     return float(np.nanmean(scores))
 
 
+def warm_start(method: Method, path: str | Path) -> str:
+    """Load the networks' weights from a checkpoint where names and shapes match (new layers, e.g.
+    an added scene context, keep their initialisation); returns a one-line summary."""
+    ckpt = load_checkpoint(Path(path))
+    loaded, fresh, skipped = 0, 0, 0
+    for name in method.trainable_nets:
+        if not hasattr(method, name):
+            continue
+        net = unwrap(getattr(method, name))
+        own, theirs = net.state_dict(), ckpt["nets"].get(name, {})
+        take = {k: v for k, v in theirs.items() if k in own and own[k].shape == v.shape}
+        skipped += len(theirs) - len(take)
+        fresh += len(own) - len(take)
+        loaded += len(take)
+        net.load_state_dict({**own, **take})
+    if loaded == 0:
+        raise ConfigError(f"train.init_from {path}: no layer matches this model's networks; "
+                          "give a checkpoint of the same method and generator")
+    return (f"initialised from {path}: {loaded} tensors loaded, {fresh} new, "
+            f"{skipped} of the checkpoint's not used")
+
+
 def train(cfg: Config, resume: bool = True, until_step: int | None = None, progress: bool = True) -> Path:
     """Train ``cfg.model.method``; returns the run folder (holding last.pt and best.pt)."""
     t = cfg.train
@@ -189,6 +211,10 @@ def train(cfg: Config, resume: bool = True, until_step: int | None = None, progr
         method.load_extra_state(ckpt.get("extra", {}))
         set_rng_state(ckpt["rng"])
         state = RunState(ckpt["step"], ckpt["best"]["metric"], ckpt["best"]["step"], ckpt.get("metrics", {}))
+    elif t.init_from:
+        summary = warm_start(method, t.init_from)
+        if dd.main:
+            tqdm.write(summary)
     if dd.world > 1:
         from torch.nn.parallel import DistributedDataParallel as DDP
 

@@ -5,9 +5,9 @@ tiles. The raw network outputs (RGB, or ab in ``lab`` mode) are blended with fea
 that are zero in a margin along each tile edge facing a neighbour (cropping the network's edge
 effects) and ramp smoothly across the rest of the overlap. Rows of finished output are handed on
 as soon as no later tile can touch them, so memory is bounded by one strip of tiles however
-large the input. Instance-normalised networks see the same normalisation statistics in every
-tile (gathered over tiles spread across the whole input first), so an area gets the same colour
-whichever tile it fell in.
+large the input. Layers that see the whole input (instance norms, and the scene-context pools of
+ResNet generators) get the same statistics in every tile (gathered over tiles spread across the
+whole input first), so an area gets the same colour whichever tile it fell in.
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ from ..color import net_input, rgb_from_output
 from ..config import Config
 from ..errors import CheckpointError
 from ..methods import Method, get_method
+from ..nets.generators import ContextPool
 
 DEFAULT_TILE = 512
 DEFAULT_OVERLAP = 64
@@ -127,8 +128,11 @@ def norm_sample_windows(h: int, w: int, budget: int, block: int = NORM_SAMPLE_SI
     return spread_sample(grid, max(1, budget // (side * side)))
 
 
-def instance_norms(net: nn.Module) -> list[nn.modules.instancenorm._InstanceNorm]:
-    return [m for m in net.modules() if isinstance(m, nn.modules.instancenorm._InstanceNorm)
+def instance_norms(net: nn.Module) -> list[nn.Module]:
+    """The layers whose output depends on statistics of the whole input: instance norms (without
+    running statistics) and scene-context pools. All are called norms below; they share one
+    mechanism (``running_mean``, ``running_var``, ``track_running_stats``)."""
+    return [m for m in net.modules() if isinstance(m, nn.modules.instancenorm._InstanceNorm | ContextPool)
             and not m.track_running_stats]
 
 

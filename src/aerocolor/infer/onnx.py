@@ -15,7 +15,8 @@ statistics, the statistics pooled over the whole batch and the given ``norm_stat
 norm layer's per-channel means, then variances, in layer order); the default (1, 0, 0) is plain
 instance norm. The output ``pooled_norm_stats`` holds the batch-pooled statistics of a run, so a run
 over tiles sampled across the input with ``norm_weights`` (0, 1, 0) gives the statistics that a
-run of every tile then uses with (0, 0, 1).
+run of every tile then uses with (0, 0, 1). The scene-context pools of ResNet generators take part
+in the same way (their means and variances are in ``norm_stats`` too, in the order they run).
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ from ..config import Config, build_config
 from ..errors import CheckpointError
 from ..imageio import atomic_write
 from ..methods import Method
+from ..nets.generators import ContextPool
 from .colorizer import DEFAULT_OVERLAP, DEFAULT_TILE, Colorizer, instance_norms, load_method, z_dim
 
 log = logging.getLogger("aerocolor")
@@ -55,16 +57,17 @@ class MixedStatsInstanceNorm(nn.Module):
     """An instance norm whose statistics are a weighted mix of the input's own, the batch's pooled
     and given ones (see the module docstring); it records the pooled ones."""
 
-    def __init__(self, norm: nn.modules.instancenorm._InstanceNorm):
+    def __init__(self, norm: nn.Module):
         super().__init__()
-        self.num_features, self.eps, self.affine = norm.num_features, norm.eps, norm.affine
-        if norm.affine:
+        self.num_features = norm.num_features
+        self.eps, self.affine = getattr(norm, "eps", 0.0), getattr(norm, "affine", False)
+        if self.affine:
             self.weight, self.bias = norm.weight, norm.bias
         self.mix: torch.Tensor | None = None  # (3,), set per run
         self.given: tuple[torch.Tensor, torch.Tensor] | None = None  # (C,), (C,)
         self.pooled: tuple[torch.Tensor, torch.Tensor] | None = None
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def mixed_stats(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         own_mean = x.mean(dim=(2, 3), keepdim=True)
         own_var = (x - own_mean).pow(2).mean(dim=(2, 3), keepdim=True)
         pool_mean = x.mean(dim=(0, 2, 3), keepdim=True)
@@ -74,10 +77,22 @@ class MixedStatsInstanceNorm(nn.Module):
         w = self.mix
         mean = w[0] * own_mean + w[1] * pool_mean + w[2] * given_mean
         var = w[0] * own_var + w[1] * pool_var + w[2] * given_var
+        return mean, var
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        mean, var = self.mixed_stats(x)
         y = (x - mean) / torch.sqrt(var + self.eps)
         if self.affine:
             y = y * self.weight.view(1, -1, 1, 1) + self.bias.view(1, -1, 1, 1)
         return y
+
+
+class MixedStatsContextPool(MixedStatsInstanceNorm):
+    """A scene-context pool (:class:`ContextPool`) whose mean is mixed the same way."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        mean, _ = self.mixed_stats(x)  # (N, C, 1, 1): the own term is per image
+        return mean.flatten(1)
 
 
 def example_inputs(method: Method) -> tuple[torch.Tensor, ...]:
@@ -110,7 +125,8 @@ class ExportedGenerator(nn.Module):
         super().__init__()
         self.method = copy.deepcopy(method)
         runs = generator_instance_norms(self.method)
-        mixed = {id(m): MixedStatsInstanceNorm(m) for m in runs}
+        mixed = {id(m): (MixedStatsContextPool if isinstance(m, ContextPool) else MixedStatsInstanceNorm)(m)
+                 for m in runs}
         for parent in list(self.method.modules()):
             for name, child in list(parent.named_children()):
                 if id(child) in mixed:

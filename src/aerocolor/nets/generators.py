@@ -1,4 +1,5 @@
-"""Generators: U-Net (any depth, optional latent code) and ResNet (any number of blocks)."""
+"""Generators: U-Net (any depth, optional latent code) and ResNet (any number of blocks, optional
+scene context)."""
 
 from __future__ import annotations
 
@@ -83,8 +84,55 @@ def with_code(x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
     return torch.cat([x, planes], dim=1)
 
 
+class ContextPool(nn.Module):
+    """Per-channel mean of a feature map over the whole image (N,C,H,W) -> (N,C).
+
+    Like an instance norm it depends on the whole input, so it keeps the same interface:
+    inference sets ``running_mean`` and ``track_running_stats`` to pool the statistics of many
+    tiles of a large input and share them (see :mod:`aerocolor.infer.colorizer`), so every tile
+    sees the context of the whole input.
+    """
+
+    def __init__(self, num_features: int):
+        super().__init__()
+        self.num_features = num_features
+        self.running_mean: torch.Tensor | None = None
+        self.running_var: torch.Tensor | None = None
+        self.track_running_stats = False
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.track_running_stats and self.running_mean is not None:
+            return self.running_mean.to(x.dtype).view(1, -1).expand(x.shape[0], -1)
+        return x.mean(dim=(2, 3))
+
+
+class SceneContext(nn.Module):
+    """Global scene context: the features, downsampled 4x more and averaged over the image,
+    become a per-channel scale and shift of the features. Which colour a field or a roof has
+    depends on the whole scene (farmland, desert, forest) more than on a local patch. The last
+    layer starts at zero, so the block starts as the identity (a trained generator can take it
+    on and keep its outputs)."""
+
+    def __init__(self, ch: int, norm: str):
+        super().__init__()
+        bias = conv_bias(norm)
+        self.encode = nn.Sequential(
+            nn.Conv2d(ch, 2 * ch, 3, 2, 1, bias=bias), norm_layer(norm, 2 * ch), nn.ReLU(inplace=True),
+            nn.Conv2d(2 * ch, 2 * ch, 3, 2, 1, bias=bias), norm_layer(norm, 2 * ch), nn.ReLU(inplace=True))
+        self.pool = ContextPool(2 * ch)
+        self.film = nn.Sequential(nn.Linear(2 * ch, 2 * ch), nn.ReLU(inplace=True), nn.Linear(2 * ch, 2 * ch))
+
+    def start_as_identity(self) -> None:
+        nn.init.zeros_(self.film[-1].weight)
+        nn.init.zeros_(self.film[-1].bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        scale, shift = self.film(self.pool(self.encode(x))).to(x.dtype).chunk(2, dim=1)
+        return x * (1 + scale[..., None, None]) + shift[..., None, None]
+
+
 class ResnetBlock(nn.Module):
-    def __init__(self, ch: int, norm: str, dropout: bool):
+    def __init__(self, ch: int, norm: str, dropout: bool, context: bool = False):
         super().__init__()
         bias = conv_bias(norm)
         layers: list[nn.Module] = [nn.ReflectionPad2d(1), nn.Conv2d(ch, ch, 3, bias=bias),
@@ -93,17 +141,21 @@ class ResnetBlock(nn.Module):
             layers.append(nn.Dropout(0.5))
         layers += [nn.ReflectionPad2d(1), nn.Conv2d(ch, ch, 3, bias=bias), norm_layer(norm, ch)]
         self.body = nn.Sequential(*layers)
+        self.context = SceneContext(ch, norm) if context else None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x + self.body(x)
+        x = x + self.body(x)
+        return x if self.context is None else self.context(x)
 
 
 class ResnetGenerator(nn.Sequential):
     """Johnson-style ResNet generator: 7x7 stem, two stride-2 downsamplings, ``n_blocks``
-    residual blocks at 1/4 resolution, two transposed-conv upsamplings, 7x7 head with tanh."""
+    residual blocks at 1/4 resolution, two transposed-conv upsamplings, 7x7 head with tanh.
+    With ``context`` the middle block's output is modulated by the scene context
+    (:class:`SceneContext`)."""
 
     def __init__(self, in_ch: int, out_ch: int, n_blocks: int = 9, ngf: int = 64,
-                 norm: str = "batch", dropout: bool = False):
+                 norm: str = "batch", dropout: bool = False, context: bool = False):
         bias = conv_bias(norm)
         layers: list[nn.Module] = [nn.ReflectionPad2d(3), nn.Conv2d(in_ch, ngf, 7, bias=bias),
                                    norm_layer(norm, ngf), nn.ReLU(inplace=True)]
@@ -111,7 +163,8 @@ class ResnetGenerator(nn.Sequential):
             c = ngf * 2**k
             layers += [nn.Conv2d(c, 2 * c, 3, 2, 1, bias=bias), norm_layer(norm, 2 * c),
                        nn.ReLU(inplace=True)]
-        layers += [ResnetBlock(4 * ngf, norm, dropout) for _ in range(n_blocks)]
+        middle = max(0, n_blocks // 2 - 1)
+        layers += [ResnetBlock(4 * ngf, norm, dropout, context and i == middle) for i in range(n_blocks)]
         for k in (2, 1):
             c = ngf * 2**k
             layers += [nn.ConvTranspose2d(c, c // 2, 3, 2, 1, output_padding=1, bias=bias),
@@ -145,16 +198,22 @@ def build_generator(cfg: NetworkConfig, in_ch: int, out_ch: int, nz: int = 0,
     """Build and initialise a generator by name: unet_128, unet_256, unet (with unet_depth),
     resnet_6blocks, resnet_9blocks (any resnet_<n>blocks). A latent code (``nz`` > 0, injected
     at ``inject``) needs a U-Net."""
+    if cfg.context and not cfg.netG.startswith("resnet"):
+        raise ValueError(f"nets.context needs a ResNet generator (resnet_6blocks, resnet_9blocks), not {cfg.netG!r}")
     if cfg.netG.startswith("unet"):
         net: nn.Module = UNetGenerator(in_ch, out_ch, unet_depth(cfg), cfg.ngf, cfg.norm,
                                        cfg.dropout, nz, inject)
     elif nz:
         raise ValueError(f"netG {cfg.netG!r} takes no latent code: choose a U-Net (unet_256, unet)")
     elif (n := _resnet_blocks(cfg.netG)) is not None:
-        net = ResnetGenerator(in_ch, out_ch, n, cfg.ngf, cfg.norm, cfg.dropout)
+        net = ResnetGenerator(in_ch, out_ch, n, cfg.ngf, cfg.norm, cfg.dropout, cfg.context)
     else:
         raise ValueError(
             f"unknown netG {cfg.netG!r}: choose unet_128, unet_256, unet (with unet_depth), "
             "resnet_6blocks or resnet_9blocks"
         )
-    return init_weights(net, cfg.init_type, cfg.init_gain)
+    init_weights(net, cfg.init_type, cfg.init_gain)
+    for m in net.modules():
+        if isinstance(m, SceneContext):
+            m.start_as_identity()
+    return net
