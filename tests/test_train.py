@@ -13,9 +13,9 @@ from aerocolor.checkpoint import load_checkpoint, save_checkpoint
 from aerocolor.color import net_input, net_target
 from aerocolor.config import load_config
 from aerocolor.data.datasets import PairedColorDataset
+from aerocolor.errors import ConfigError
 from aerocolor.losses import masked_l1
 from aerocolor.methods import get_method
-from aerocolor.errors import ConfigError
 from aerocolor.train import build_dataset, calibration_batches, recalibrate_batchnorm, train, warm_start
 
 
