@@ -8,6 +8,8 @@ colour (the mean a*, b* over color/train). Prints a Markdown table of mean CIEDE
 (against the half's colour truth), and FID of colorized old/val photos against color/val.
 
     python scripts/evaluate_default_model.py [CKPT] --half report
+
+Torch uses 2 threads (the environment variable EVAL_THREADS changes that).
 """
 
 from __future__ import annotations
@@ -79,7 +81,7 @@ def main() -> None:
     if args.write_lists:
         write_lists(Path(args.write_lists))
         return
-    torch.set_num_threads(2)
+    torch.set_num_threads(int(os.environ.get("EVAL_THREADS", "2")))
     colorizer = Colorizer.load(args.checkpoint or default_model_path(), "cpu")
     mean_ab = mean_training_ab()
     files = val_half(args.half)
