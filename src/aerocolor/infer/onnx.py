@@ -53,21 +53,20 @@ NORMALISATION = {
 }
 
 
-class MixedStatsInstanceNorm(nn.Module):
-    """An instance norm whose statistics are a weighted mix of the input's own, the batch's pooled
-    and given ones (see the module docstring); it records the pooled ones."""
+class MixedStats(nn.Module):
+    """A layer that uses whole-input statistics (an instance norm or a scene-context pool), with
+    statistics that are a weighted mix of the input's own, the batch's pooled and given ones (see
+    the module docstring); it records the pooled ones."""
 
-    def __init__(self, norm: nn.Module):
+    def __init__(self, layer: nn.Module):
         super().__init__()
-        self.num_features = norm.num_features
-        self.eps, self.affine = getattr(norm, "eps", 0.0), getattr(norm, "affine", False)
-        if self.affine:
-            self.weight, self.bias = norm.weight, norm.bias
+        self.num_features = layer.num_features
         self.mix: torch.Tensor | None = None  # (3,), set per run
         self.given: tuple[torch.Tensor, torch.Tensor] | None = None  # (C,), (C,)
         self.pooled: tuple[torch.Tensor, torch.Tensor] | None = None
 
     def mixed_stats(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Mixed per-channel (mean, variance), each (N, C, 1, 1): the own term is per image."""
         own_mean = x.mean(dim=(2, 3), keepdim=True)
         own_var = (x - own_mean).pow(2).mean(dim=(2, 3), keepdim=True)
         pool_mean = x.mean(dim=(0, 2, 3), keepdim=True)
@@ -79,6 +78,16 @@ class MixedStatsInstanceNorm(nn.Module):
         var = w[0] * own_var + w[1] * pool_var + w[2] * given_var
         return mean, var
 
+
+class MixedStatsInstanceNorm(MixedStats):
+    """An instance norm that normalises with the mixed statistics."""
+
+    def __init__(self, norm: nn.modules.instancenorm._InstanceNorm):
+        super().__init__(norm)
+        self.eps, self.affine = norm.eps, norm.affine
+        if norm.affine:
+            self.weight, self.bias = norm.weight, norm.bias
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         mean, var = self.mixed_stats(x)
         y = (x - mean) / torch.sqrt(var + self.eps)
@@ -87,12 +96,11 @@ class MixedStatsInstanceNorm(nn.Module):
         return y
 
 
-class MixedStatsContextPool(MixedStatsInstanceNorm):
-    """A scene-context pool (:class:`ContextPool`) whose mean is mixed the same way."""
+class MixedStatsContextPool(MixedStats):
+    """A scene-context pool (:class:`ContextPool`) whose mean is the mixed one."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        mean, _ = self.mixed_stats(x)  # (N, C, 1, 1): the own term is per image
-        return mean.flatten(1)
+        return self.mixed_stats(x)[0].flatten(1)
 
 
 def example_inputs(method: Method) -> tuple[torch.Tensor, ...]:
