@@ -3,7 +3,7 @@ import torch
 import torch.nn as nn
 
 from aerocolor.config import NetworkConfig
-from aerocolor.losses import discriminator_loss, gan_loss, gradient_penalty, masked_l1
+from aerocolor.losses import discriminator_loss, gan_loss, gradient_penalty, masked_l1, mean_color_l1
 from aerocolor.nets import build_discriminator, build_generator, size_multiple
 from aerocolor.nets.generators import SceneContext, UNetGenerator
 
@@ -96,6 +96,18 @@ def test_masked_l1_ignores_masked_pixels():
     mask = torch.ones(1, 1, 4, 4)
     mask[..., :2, :] = 0
     assert masked_l1(pred, target, mask).item() == pytest.approx(1.0)
+
+
+def test_mean_color_l1_compares_each_images_mean_over_the_mask():
+    target = torch.zeros(2, 2, 4, 4)
+    target[0, 0] = 3.0  # image 0: a cast of 3 in channel 0
+    target[..., :2, :] += 50.0  # masked off
+    pred = torch.zeros(2, 2, 4, 4)
+    pred[1, 1, :, ::2], pred[1, 1, :, 1::2] = 1.0, -1.0  # image 1: local detail, no cast
+    mask = torch.ones(2, 1, 4, 4)
+    mask[..., :2, :] = 0
+    assert mean_color_l1(pred, target, mask).item() == pytest.approx(3.0 / 4)  # (3 + 0 + 0 + 0) / 4
+    assert masked_l1(pred, target, mask).item() == pytest.approx((3.0 * 8 + 8) / 32)  # pixel L1 sees the detail
 
 
 def _context_generator(context: bool, seed: int = 0) -> nn.Module:

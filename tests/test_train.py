@@ -14,7 +14,7 @@ from aerocolor.color import net_input, net_target
 from aerocolor.config import load_config
 from aerocolor.data.datasets import PairedColorDataset
 from aerocolor.errors import ConfigError
-from aerocolor.losses import masked_l1
+from aerocolor.losses import masked_l1, mean_color_l1
 from aerocolor.methods import get_method
 from aerocolor.train import build_dataset, calibration_batches, recalibrate_batchnorm, train, warm_start
 
@@ -51,6 +51,30 @@ def test_tiny_pix2pix_learns_on_real_images(shared_data, tmp_path):
     after = _l1(trained, batch)
     assert ckpt["step"] == 40
     assert after <= 0.8 * before, (before, after)
+
+
+def test_pix2pix_mean_color_term_adds_exactly_its_gradient(shared_data, tmp_path):
+    """lambda_mean_color adds lambda x the gradient of mean_color_l1 to the generator, nothing else."""
+    batch = _fixed_batch(_cfg(shared_data, tmp_path, 1))
+    grads, reference = {}, None
+    for lam in (0.0, 2.0):
+        cfg = _cfg(shared_data, tmp_path, 1, **{"model.options": f"{{lambda_mean_color: {lam}}}"})
+        torch.manual_seed(0)
+        method = get_method("pix2pix")(cfg.model)
+        method.configure_optimizers(cfg.optim)
+        method.train()
+        if reference is None:
+            g = copy.deepcopy(method.netG)
+            torch.manual_seed(1)
+            out = g(net_input(batch["gray"], method.mode))
+            mean_color_l1(out, net_target(batch["rgb"], method.mode), batch["mask"]).backward()
+            reference = [p.grad.clone() for p in g.parameters()]
+        torch.manual_seed(1)  # the same dropout in both runs
+        losses = method.train_step(batch)
+        assert ("G_mean_color" in losses) == (lam > 0)
+        grads[lam] = [p.grad.clone() for p in method.netG.parameters()]
+    for g0, g2, ref in zip(grads[0.0], grads[2.0], reference):
+        torch.testing.assert_close(g2 - g0, 2.0 * ref, atol=1e-5, rtol=1e-3)
 
 
 def _weights(path):

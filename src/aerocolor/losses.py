@@ -60,6 +60,20 @@ def masked_l1(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor | Non
     return diff.sum() / (mask.sum() * pred.shape[1]).clamp(min=1.0)
 
 
+def mean_color_l1(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+    """Mean absolute error between each image's mean colour in ``pred`` and in ``target``.
+
+    The means are per image and channel, over the pixels where ``mask`` (N,1,H,W) is 1. Pixel L1
+    mixes the scene-wide colour cast with local detail; this term isolates the cast.
+    """
+    if mask is None:
+        mask = torch.ones_like(pred[:, :1])
+    area = mask.sum(dim=(2, 3)).clamp(min=1.0)
+    pred_mean = (pred * mask).sum(dim=(2, 3)) / area
+    target_mean = (target * mask).sum(dim=(2, 3)) / area
+    return (pred_mean - target_mean).abs().mean()
+
+
 def patch_nce(query: torch.Tensor, key: torch.Tensor, temperature: float = 0.07) -> torch.Tensor:
     """PatchNCE (InfoNCE over patches), one value per query patch, shape (N, P).
 

@@ -6,7 +6,7 @@ import torch
 
 from ..color import net_input, net_target
 from ..config import ModelConfig, OptimConfig
-from ..losses import discriminator_loss, gan_loss, masked_l1
+from ..losses import discriminator_loss, gan_loss, masked_l1, mean_color_l1
 from ..nets import build_discriminator, build_generator
 from .base import Method, MethodOptions, adam, register, set_requires_grad, unwrap
 
@@ -15,6 +15,9 @@ class Pix2PixOptions(MethodOptions):
     lambda_L1: float = 100.0
     lambda_GAN: float = 1.0
     lambda_gp: float = 10.0
+    # weight of an L1 term on each image's mean colour (0: off); it targets the scene-wide colour
+    # cast, which dominates the colour error of aerial scenes
+    lambda_mean_color: float = 0.0
 
 
 @register
@@ -59,6 +62,12 @@ class Pix2Pix(Method):
             pred_fake = unwrap(self.netD)(torch.cat([real_a, fake_b], 1))
             loss_g_gan = gan_loss(pred_fake, True, gan_mode, for_discriminator=False)
             loss_l1 = masked_l1(fake_b.float(), real_b, batch.get("mask"))
-        (self.opts.lambda_GAN * loss_g_gan + self.opts.lambda_L1 * loss_l1).backward()
+        loss_g = self.opts.lambda_GAN * loss_g_gan + self.opts.lambda_L1 * loss_l1
+        losses = {"D": loss_d.detach(), "G_GAN": loss_g_gan.detach(), "G_L1": loss_l1.detach()}
+        if self.opts.lambda_mean_color > 0:
+            loss_mean = mean_color_l1(fake_b.float(), real_b, batch.get("mask"))
+            loss_g = loss_g + self.opts.lambda_mean_color * loss_mean
+            losses["G_mean_color"] = loss_mean.detach()
+        loss_g.backward()
         self.optimizers["G"].step()
-        return {"D": loss_d.detach(), "G_GAN": loss_g_gan.detach(), "G_L1": loss_l1.detach()}
+        return losses
