@@ -181,3 +181,35 @@ def test_onnx_backend_matches_torch_with_scene_context(real_gray, tmp_path):
     with colorizer.generator.sharing_norm_stats(colorizer.generator.pooled_norm_stats(tiles, None)):
         shared = colorizer.generator(tiles, None)
     assert (colorizer.generator(tiles, None) - shared).abs().max() > 1e-3  # their own context differs
+
+
+@pytest.mark.parametrize("name, sets", [
+    ("cyclegan", ["model.nets.norm=instance"]),
+    ("bicyclegan", ["model.nets.norm=instance"]),
+    ("pix2pix", ["model.nets.netG=resnet_6blocks", "model.nets.context=true", "model.nets.norm=batch"]),
+])
+def test_torch_statistics_pass_stops_at_the_last_norm(name, sets, real_gray):
+    """The statistics pass skips the layers after the last norm, and gets the same statistics."""
+    from aerocolor.infer.colorizer import pooled_norm_stats
+
+    torch.manual_seed(0)
+    method, _ = build(name, *sets)
+    gen = TorchGenerator(method, torch.device("cpu"))
+    tiles = torch.from_numpy(np.stack([real_gray[:128, :128], real_gray[200:328, 64:192]]))[:, None].float()
+    z = torch.zeros(2, gen.z_dim) if gen.multimodal else None
+    assert gen.norm_calls(z) > 0  # counted once, on a small input
+    convs = [m for m in method.modules() if isinstance(m, torch.nn.Conv2d | torch.nn.ConvTranspose2d)]
+    ran: list[int] = []
+    handles = [m.register_forward_hook(lambda *_: ran.append(1)) for m in convs]
+    with torch.no_grad():
+        with pooled_norm_stats(gen.norms) as full:
+            gen(tiles, z)
+        full_convs = len(ran)
+        ran.clear()
+        early = gen.pooled_norm_stats(tiles, z)
+    for h in handles:
+        h.remove()
+    assert early.keys() == full.keys()
+    for m, (mean, var) in full.items():
+        assert torch.equal(early[m][0], mean) and torch.equal(early[m][1], var)
+    assert 0 < len(ran) < full_convs, (len(ran), full_convs)

@@ -139,17 +139,28 @@ def instance_norms(net: nn.Module) -> list[nn.Module]:
 NormStats = dict[nn.Module, tuple[torch.Tensor, torch.Tensor]]
 
 
+class StatsComplete(Exception):
+    """Raised by :func:`pooled_norm_stats` once its last expected norm has been pooled: the rest of
+    the pass (upsampling, output layers) cannot change the statistics."""
+
+
 @contextmanager
-def pooled_norm_stats(norms: list[nn.Module]) -> Iterator[NormStats]:
+def pooled_norm_stats(norms: list[nn.Module], stop_after: int | None = None) -> Iterator[NormStats]:
     """Instance norms normalise with per-channel statistics pooled over the whole batch (as if
-    its tiles were one image) and record them."""
+    its tiles were one image) and record them. With ``stop_after``, the ``stop_after``-th norm call
+    raises :class:`StatsComplete` right after recording its statistics."""
     stats: NormStats = {}
+    calls = 0
 
     def pool(module, args):
+        nonlocal calls
         x = args[0].float()
         mean, var = x.mean(dim=(0, 2, 3)), x.var(dim=(0, 2, 3), unbiased=False)
         stats[module] = (mean, var)
         module.running_mean, module.running_var, module.track_running_stats = mean, var, True
+        calls += 1
+        if stop_after is not None and calls >= stop_after:
+            raise StatsComplete
 
     handles = [m.register_forward_pre_hook(pool) for m in norms]
     try:
@@ -197,14 +208,35 @@ class TorchGenerator:
         self.z_dim = z_dim(method)
         self.norms = instance_norms(method)
         self.instance_norm = bool(self.norms)
+        self._norm_calls: int | None = None  # norm calls in one pass, counted on first use
 
     def __call__(self, gray: torch.Tensor, z: torch.Tensor | None) -> torch.Tensor:
         return self.method.generate(net_input(gray, self.mode), z)
 
+    def norm_calls(self, z: torch.Tensor | None) -> int:
+        """How many times one pass calls a norm, counted on a small input once."""
+        if self._norm_calls is None:
+            side = max(64, self.size_multiple)
+            gray = torch.zeros(1, 1, side, side, device=self.device)
+            calls: list[nn.Module] = []
+            handles = [m.register_forward_pre_hook(lambda m, _: calls.append(m)) for m in self.norms]
+            try:
+                with torch.no_grad():
+                    self(gray, None if z is None else z[:1])
+            finally:
+                for h in handles:
+                    h.remove()
+            self._norm_calls = len(calls)
+        return self._norm_calls
+
     def pooled_norm_stats(self, gray: torch.Tensor, z: torch.Tensor | None) -> NormStats:
-        """Run a batch with every instance norm pooled over the whole batch; their statistics."""
-        with pooled_norm_stats(self.norms) as stats:
-            self(gray, z)
+        """Run a batch with every instance norm pooled over the whole batch; their statistics. The
+        pass stops at the last norm (a scene context sits mid-network, so about half is skipped)."""
+        with pooled_norm_stats(self.norms, stop_after=self.norm_calls(z)) as stats:
+            try:
+                self(gray, z)
+            except StatsComplete:
+                pass
         return stats
 
     def sharing_norm_stats(self, stats: NormStats):
