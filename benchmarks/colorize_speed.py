@@ -63,11 +63,11 @@ def run_one(model: str, raster: str, backend: str, tile: int, overlap: int, batc
     """Colorize one raster in this process; report time and peak resident memory."""
     import torch
 
-    from aerocolor.infer import Colorizer
+    from aerocolor.infer import load_colorizer
     from aerocolor.infer.raster import RasterOptions, colorize_raster
 
     torch.set_num_threads(max(1, torch.get_num_threads()))
-    colorizer = Colorizer.load(model, "cpu", backend)
+    colorizer = load_colorizer(model, "cpu", backend)
     out = Path(raster).with_name(f"out_{backend}.tif")
     start = time.perf_counter()
     colorize_raster(colorizer, Path(raster), out,

@@ -26,7 +26,7 @@ from aerocolor.colorize import to_gray
 from aerocolor.data.datasets import as_rgb, nodata_mask
 from aerocolor.fid import fid_features, frechet_distance
 from aerocolor.imageio import list_images, read_image
-from aerocolor.infer import Colorizer, default_model_path
+from aerocolor.infer import default_model_path, load_colorizer
 from aerocolor.metrics import mean_ciede2000
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
@@ -82,7 +82,7 @@ def main() -> None:
         write_lists(Path(args.write_lists))
         return
     torch.set_num_threads(int(os.environ.get("EVAL_THREADS", "2")))
-    colorizer = Colorizer.load(args.checkpoint or default_model_path(), "cpu")
+    colorizer = load_colorizer(args.checkpoint or default_model_path(), "cpu")
     mean_ab = mean_training_ab()
     files = val_half(args.half)
     outputs: dict[str, list[np.ndarray]] = {"model": [], "gray (ab = 0)": [], "training mean colour": []}

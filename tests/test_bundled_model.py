@@ -6,7 +6,7 @@ import pytest
 from aerocolor.colorize import to_gray
 from aerocolor.data.datasets import as_rgb, nodata_mask
 from aerocolor.imageio import list_images, read_image
-from aerocolor.infer import Colorizer, default_model_path
+from aerocolor.infer import default_model_path, load_colorizer
 from aerocolor.metrics import mean_ciede2000
 
 
@@ -15,7 +15,7 @@ def bundled():
     path = default_model_path()
     if not path.is_file():
         pytest.fail(f"the bundled model is missing from the package: {path}")
-    return Colorizer.load(path, "cpu")
+    return load_colorizer(path, "cpu")
 
 
 def test_bundled_model_is_small_and_self_describing(bundled):

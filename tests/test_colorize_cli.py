@@ -42,11 +42,11 @@ def test_colorize_writes_outputs_of_the_input_size(tiny_checkpoint, shared_data,
 def test_lab_model_keeps_the_gray_input_lightness(tiny_checkpoint, shared_data, tmp_path, capsys):
     from aerocolor.color import rgb_to_lab, to_tensor
     from aerocolor.colorize import to_gray
-    from aerocolor.infer import Colorizer
+    from aerocolor.infer import load_colorizer
 
     img = read_image(sorted((shared_data / "color/val/neon").glob("*.jpg"))[0])
     gray = to_gray(img)
-    colour = Colorizer.load(tiny_checkpoint, "cpu").colorize(gray)
+    colour = load_colorizer(tiny_checkpoint, "cpu").colorize(gray)
     L_out = rgb_to_lab(to_tensor(colour))[0, 0].numpy()
     L_in = rgb_to_lab(to_tensor(np.repeat(gray[:, :, None], 3, 2)))[0, 0].numpy()
     inside = (colour > 0.002).all(2) & (colour < 0.998).all(2)  # clipping may move L* at gamut edges

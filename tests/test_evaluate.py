@@ -183,7 +183,7 @@ def test_evaluate_command_writes_json_and_markdown(tiny_checkpoint, shared_data,
 
 
 def test_nothing_to_evaluate_is_a_clear_error(tiny_checkpoint):
-    from aerocolor.infer import Colorizer
+    from aerocolor.infer import load_colorizer
 
     with pytest.raises(AerocolorError, match="nothing to evaluate"):
-        evaluate_model(Colorizer.load(tiny_checkpoint, "cpu"), None, None)
+        evaluate_model(load_colorizer(tiny_checkpoint, "cpu"), None, None)

@@ -13,15 +13,17 @@ from typer.testing import CliRunner
 
 from aerocolor.checkpoint import save_checkpoint
 from aerocolor.cli import app
+from aerocolor.color import net_input
 from aerocolor.colorize import to_gray
 from aerocolor.config import load_config
 from aerocolor.errors import ConfigError
 from aerocolor.imageio import read_image
-from aerocolor.infer import Colorizer, default_model_path
-from aerocolor.infer.colorizer import TorchGenerator
+from aerocolor.infer import default_model_path, load_colorizer, torch_colorizer
 from aerocolor.infer.onnx import OnnxGenerator, export_onnx
+from aerocolor.infer.torch_backend import TorchGenerator
 from aerocolor.methods import METHODS
 from aerocolor.nets.generators import SceneContext
+from aerocolor.nets.layers import StatsScope, stats_scope
 
 TINY = ["model.nets.ngf=8", "model.nets.ndf=8", "model.nets.netG=unet", "model.nets.unet_depth=4"]
 
@@ -77,7 +79,7 @@ def test_rgb_output_does_the_lab_recombination(real_gray):
     session = ort.InferenceSession(export_onnx(method, cfg))
     gray = real_gray[None, None, :128, :192].copy()
     rgb = session.run(["rgb"], {"gray": gray})[0][0].transpose(1, 2, 0)
-    expected = Colorizer.from_method(method, cfg).colorize(gray[0, 0], tile=1024)
+    expected = torch_colorizer(method, cfg).colorize(gray[0, 0], tile=1024)
     assert np.abs(rgb - expected).max() < 1e-4
     # L* of the input is kept wherever the colour is inside the sRGB gamut (clipping a channel of
     # an out-of-gamut colour, which random weights produce, changes its lightness)
@@ -94,7 +96,7 @@ def save_untrained(path: Path, name: str, *sets: str) -> Path:
 
 
 def colour_by_backend(model: Path, gray: np.ndarray, backend: str, tile: int) -> np.ndarray:
-    return Colorizer.load(model, "cpu", backend).colorize(gray, tile=tile, overlap=64)
+    return load_colorizer(model, "cpu", backend).colorize(gray, tile=tile, overlap=64)
 
 
 def test_cli_export_and_onnx_backend_match_torch(real_gray, tmp_path):
@@ -103,8 +105,8 @@ def test_cli_export_and_onnx_backend_match_torch(real_gray, tmp_path):
     result = CliRunner().invoke(app, ["export", str(ckpt), "--onnx", str(out)],
                                 catch_exceptions=False)
     assert result.exit_code == 0, result.output
-    onnx_colorizer = Colorizer.load(out, "cpu")
-    assert onnx_colorizer.config == Colorizer.load(ckpt, "cpu").config  # config inside the file
+    onnx_colorizer = load_colorizer(out, "cpu")
+    assert onnx_colorizer.config == load_colorizer(ckpt, "cpu").config  # config inside the file
     gray = real_gray[:448, :448]
     for tile in (1024, 256):  # whole, then tiled and blended
         diff = np.abs(colour_by_backend(out, gray, "onnx", tile)
@@ -123,14 +125,13 @@ def test_onnx_backend_matches_torch_for_instance_norm_whole_and_tiled(name, real
         diff = np.abs(colour_by_backend(ckpt, gray, "onnx", tile) - torch_out)
         assert diff.max() < 1e-3, f"tile {tile}: max abs difference {diff.max():.2g}"
     # the tiles really are normalised with shared statistics: their own would change the colours
-    colorizer = Colorizer.load(ckpt, "cpu", "onnx")
+    colorizer = load_colorizer(ckpt, "cpu", "onnx")
     tiles = torch.from_numpy(np.stack([gray[:256, :256], gray[192:448, 320:576]]))[:, None].float()
     z = torch.zeros(2, colorizer.generator.z_dim) if colorizer.multimodal else None
     stats = colorizer.generator.pooled_norm_stats(tiles, z)
     assert stats.shape == (int(colorizer.generator.meta["norm_stats_size"]),)
     own = colorizer.generator(tiles, z)
-    with colorizer.generator.sharing_norm_stats(stats):
-        shared = colorizer.generator(tiles, z)
+    shared = colorizer.generator(tiles, z, stats)
     assert (own - shared).abs().max() > 1e-3
 
 
@@ -176,10 +177,9 @@ def test_onnx_backend_matches_torch_with_scene_context(real_gray, tmp_path):
         assert diff.max() < 1e-3, f"tile {tile}: max abs difference {diff.max():.2g}"
     whole = colour_by_backend(ckpt, gray, "torch", 1024)
     assert np.abs(torch_out - whole).mean() < 0.002  # tiles see the whole input's context (own: 0.008)
-    colorizer = Colorizer.load(ckpt, "cpu", "onnx")
+    colorizer = load_colorizer(ckpt, "cpu", "onnx")
     tiles = torch.from_numpy(np.stack([gray[:256, :256], gray[192:448, 320:576]]))[:, None].float()
-    with colorizer.generator.sharing_norm_stats(colorizer.generator.pooled_norm_stats(tiles, None)):
-        shared = colorizer.generator(tiles, None)
+    shared = colorizer.generator(tiles, None, colorizer.generator.pooled_norm_stats(tiles, None))
     assert (colorizer.generator(tiles, None) - shared).abs().max() > 1e-3  # their own context differs
 
 
@@ -190,8 +190,6 @@ def test_onnx_backend_matches_torch_with_scene_context(real_gray, tmp_path):
 ])
 def test_torch_statistics_pass_stops_at_the_last_norm(name, sets, real_gray):
     """The statistics pass skips the layers after the last norm, and gets the same statistics."""
-    from aerocolor.infer.colorizer import pooled_norm_stats
-
     torch.manual_seed(0)
     method, _ = build(name, *sets)
     gen = TorchGenerator(method, torch.device("cpu"))
@@ -202,8 +200,9 @@ def test_torch_statistics_pass_stops_at_the_last_norm(name, sets, real_gray):
     ran: list[int] = []
     handles = [m.register_forward_hook(lambda *_: ran.append(1)) for m in convs]
     with torch.no_grad():
-        with pooled_norm_stats(gen.norms) as full:
-            gen(tiles, z)
+        with stats_scope(StatsScope(pool=True)) as scope:
+            gen.method.generate(net_input(tiles, gen.mode), z)
+        full = scope.pooled
         full_convs = len(ran)
         ran.clear()
         early = gen.pooled_norm_stats(tiles, z)

@@ -18,7 +18,7 @@ from aerocolor.colorize import to_gray
 from aerocolor.config import load_config
 from aerocolor.errors import AerocolorError
 from aerocolor.imageio import read_image
-from aerocolor.infer import Colorizer, default_model_path
+from aerocolor.infer import Colorizer, default_model_path, load_colorizer
 from aerocolor.infer.colorizer import feather_weights, tile_starts, tile_windows
 from aerocolor.infer.raster import GrayRaster, RasterOptions, colorize_raster
 from aerocolor.metrics import lab_of, mean_ciede2000
@@ -104,8 +104,8 @@ def check_seams(colorizer: Colorizer, colour_truth: np.ndarray) -> tuple[float, 
 
 def test_no_seams_with_instance_norm_model(instance_norm_checkpoint, mosaic):
     torch.manual_seed(0)
-    colorizer = Colorizer.load(instance_norm_checkpoint, "cpu")
-    assert colorizer.generator.norms, "the model should have instance norms"
+    colorizer = load_colorizer(instance_norm_checkpoint, "cpu")
+    assert colorizer.generator.instance_norm, "the model should have instance norms"
     check_seams(colorizer, mosaic[:768, :768])
     # inputs above the statistics budget pool them over blocks spread across the input: here 8
     # of the 9 blocks of 256 px. (A briefly trained tiny model is far more sensitive to its
@@ -117,7 +117,7 @@ def test_no_seams_with_instance_norm_model(instance_norm_checkpoint, mosaic):
 def test_no_seams_with_bundled_model(mosaic):
     if not default_model_path().is_file():
         pytest.fail(f"the bundled model {default_model_path()} is missing from the package")
-    check_seams(Colorizer.load(None, "cpu"), mosaic[:768, :768])
+    check_seams(load_colorizer(None, "cpu"), mosaic[:768, :768])
 
 
 def write_geotiff(path: Path, bands: np.ndarray, nodata=None, **extra) -> dict:
@@ -184,7 +184,7 @@ def test_cog_with_overviews_and_skip_existing(instance_norm_checkpoint, shared_d
 
 def test_raster_stream_matches_in_memory_colorize(instance_norm_checkpoint, shared_data, tmp_path):
     """The raster path and the image path are one path: same tiles, same blend, same colours."""
-    colorizer = Colorizer.load(instance_norm_checkpoint, "cpu")
+    colorizer = load_colorizer(instance_norm_checkpoint, "cpu")
     src_path = shared_data / "geo/town_rgbn_5m.tif"
     opts = RasterOptions(tile=TILE, overlap=OVERLAP)
     out = colorize_raster(colorizer, src_path, tmp_path / "town.tif", opts, progress=False)
@@ -222,7 +222,7 @@ def test_match_resolution_returns_to_input_grid(instance_norm_checkpoint, shared
     torch.save(ckpt, coarse)
     src_path = shared_data / "geo/neon_osbs_029_rgb_0.1m.tif"
     opts = RasterOptions(tile=TILE, overlap=OVERLAP, match_resolution=True)
-    out = colorize_raster(Colorizer.load(coarse, "cpu"), src_path, tmp_path / "m.tif", opts,
+    out = colorize_raster(load_colorizer(coarse, "cpu"), src_path, tmp_path / "m.tif", opts,
                           progress=False)
     with rasterio.open(src_path) as src, rasterio.open(out) as dst:
         assert (dst.crs, dst.transform, dst.shape) == (src.crs, src.transform, src.shape)
@@ -231,7 +231,7 @@ def test_match_resolution_returns_to_input_grid(instance_norm_checkpoint, shared
     # lab mode keeps the input's own full-resolution lightness
     assert np.abs(to_gray(colour.astype(np.float32)) - to_gray(truth.astype(np.float32))).mean() < 0.02
     with pytest.raises(AerocolorError, match="no ground resolution"):
-        colorize_raster(Colorizer.load(instance_norm_checkpoint, "cpu"), src_path,
+        colorize_raster(load_colorizer(instance_norm_checkpoint, "cpu"), src_path,
                         tmp_path / "n.tif", opts, progress=False)
 
 
@@ -241,7 +241,7 @@ def test_alpha_mask_is_kept(instance_norm_checkpoint, mosaic, tmp_path):
     alpha[0, 200:, 200:] = 0
     path = tmp_path / "rgba.tif"
     write_geotiff(path, np.concatenate([rgb, alpha]), photometric="RGB", alpha="YES")
-    out = colorize_raster(Colorizer.load(instance_norm_checkpoint, "cpu"), path,
+    out = colorize_raster(load_colorizer(instance_norm_checkpoint, "cpu"), path,
                           tmp_path / "rgba_color.tif", RasterOptions(), progress=False)
     with rasterio.open(out) as dst:
         assert MaskFlags.per_dataset in dst.mask_flag_enums[0]

@@ -91,7 +91,7 @@ def colorize(
 
     Rasters (GeoTIFF, COG, JPEG2000, VRT) are streamed tile by tile into georeferenced .tif outputs."""
     from .colorize import colorize_files, expand_inputs, latent_variants
-    from .infer import Colorizer
+    from .infer import load_colorizer
     from .infer.raster import RasterOptions
 
     items = list(inputs)
@@ -100,7 +100,7 @@ def colorize(
     if not items:
         raise AerocolorError("no images given: aerocolor colorize [CKPT] IMAGE... -o OUT/")
     files = expand_inputs(items)
-    colorizer = Colorizer.load(model, device, backend)
+    colorizer = load_colorizer(model, device, backend)
     raster = RasterOptions(band=band, stretch=stretch, cog=cog, match_resolution=match_resolution,
                            tile=tile, overlap=overlap, batch_size=batch_size)
     written = colorize_files(colorizer, files, out, compare=compare, tile=tile, overlap=overlap,
@@ -156,8 +156,8 @@ def export(
         save_checkpoint(slim, slim_checkpoint(ckpt, method.inference_nets, half))
         typer.echo(f"{slim} ({slim.stat().st_size / 1e6:.1f} MB)")
     if onnx is not None:
-        from .infer.colorizer import load_method
         from .infer.onnx import export_onnx
+        from .infer.torch_backend import load_method
 
         export_onnx(*load_method(checkpoint), onnx, tile=tile, overlap=overlap)
         typer.echo(f"{onnx} ({onnx.stat().st_size / 1e6:.1f} MB)")

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from .colorize import side_by_side
 from .imageio import read_image, write_image
-from .infer import Colorizer, default_model_path
+from .infer import default_model_path, load_colorizer
 from .metrics import mean_ciede2000
 
 SAMPLE_GRAY = "neon_osbs_029_gray.tif"
@@ -19,7 +19,7 @@ def sample_path(name: str) -> Path:
 
 
 def run_demo(out: Path) -> list[str]:
-    colorizer = Colorizer.load(default_model_path(), "auto")
+    colorizer = load_colorizer(default_model_path(), "auto")
     gray = read_image(sample_path(SAMPLE_GRAY))
     truth = read_image(sample_path(SAMPLE_TRUTH))
     colour = colorizer.colorize(gray)

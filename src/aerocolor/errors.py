@@ -15,3 +15,7 @@ class ConfigError(AerocolorError):
 
 class CheckpointError(AerocolorError):
     pass
+
+
+class TrainingError(AerocolorError):
+    """Training cannot go on (a loss became NaN or infinite, ...)."""

@@ -35,7 +35,7 @@ from .data.datasets import as_rgb, nodata_mask
 from .errors import AerocolorError
 from .fid import FEATURE_DIM, default_network_path, fid_features, frechet_distance, network_id
 from .imageio import atomic_write, list_images, read_image, write_image
-from .infer.colorizer import Colorizer, pick_device
+from .infer import Colorizer, pick_device
 from .metrics import lab_of
 
 # the pytorch-fid release of the TensorFlow Inception weights, classifier included

@@ -56,7 +56,10 @@ def _scale(arr: np.ndarray) -> np.ndarray:
         info = np.iinfo(arr.dtype)
         return (arr.astype(np.float32) - max(info.min, 0)) / float(info.max - max(info.min, 0))
     arr = arr.astype(np.float32)
-    return np.clip(arr, 0.0, 1.0) if arr.max(initial=0) <= 1.0 else arr / arr.max()
+    valid = np.isfinite(arr)
+    peak = float(arr[valid].max(initial=0))
+    arr = np.where(valid, arr, 0.0).astype(np.float32)  # NaN / inf no-data: black, masked as no-data
+    return np.clip(arr, 0.0, 1.0) if peak <= 1.0 else np.clip(arr / peak, 0.0, 1.0)
 
 
 def _read_tiff(path: Path) -> np.ndarray:
@@ -68,7 +71,11 @@ def _read_tiff(path: Path) -> np.ndarray:
             warnings.simplefilter("ignore", NotGeoreferencedWarning)
             with rasterio.open(path) as src:
                 bands = min(src.count, 3) if src.count >= 3 else 1
-                arr = src.read(list(range(1, bands + 1)))
+                arr = src.read(list(range(1, bands + 1)), masked=True)
+                if np.issubdtype(arr.dtype, np.floating):  # no-data values must not set the scale
+                    arr = arr.filled(np.nan)
+                else:
+                    arr = arr.filled(0)
     except RasterioIOError as e:
         raise ImageReadError(f"{path}: not a readable TIFF ({e}); check the file") from None
     arr = np.moveaxis(arr, 0, -1)
@@ -105,6 +112,9 @@ def read_image(path: str | Path) -> np.ndarray:
             ) from None
     if arr.ndim == 3 and arr.shape[2] > 3:
         arr = arr[:, :, :3]
+    if np.issubdtype(arr.dtype, np.floating) and not np.isfinite(arr).any():
+        raise ImageReadError(f"{path}: no valid pixels (every value is NaN, infinite or no-data); "
+                             "check the file")
     return _scale(arr)
 
 

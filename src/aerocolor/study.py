@@ -29,7 +29,7 @@ from .config import Config, apply_overrides, build_config, read_yaml_mapping
 from .errors import ConfigError
 from .evaluate import EvalOptions, Scorer, evaluate_model, fmt, write_report
 from .imageio import atomic_write
-from .infer.colorizer import Colorizer
+from .infer import load_colorizer
 from .methods import get_method
 from .plots import plot_loss_curves
 from .train import BEST, LAST, train
@@ -170,7 +170,7 @@ def run_one(name: str, cfg: Config, spec: StudySpec, scorer: Scorer | None, prog
     ckpt = run_dir / (BEST if cfg.data.val and (run_dir / BEST).is_file() else LAST)
     log(f"{name}: evaluating {ckpt.name}")
     e = spec.evaluate
-    report = evaluate_model(Colorizer.load(ckpt, e.device), e.data or None, e.old or None,
+    report = evaluate_model(load_colorizer(ckpt, e.device), e.data or None, e.old or None,
                             e.reference or None, eval_options(spec, run_dir), scorer)
     report["config"], report["evaluation"] = cfg.model_dump(), spec.evaluate.model_dump()
     write_report(report, run_dir)

@@ -151,6 +151,8 @@ def prepare(
         help="Age the gray versions: 'default' or e.g. grain=0.8,blur=0.3,seed=1.")] = None,
     aligned: Annotated[bool, typer.Option(
         help="Also write gray|colour pairs (reference pix2pix format).")] = False,
+    overwrite: Annotated[bool, typer.Option(
+        help="Replace a dataset already prepared in --out (else it is refused).")] = False,
 ) -> None:
     """Build paired / unpaired training folders with a spatial train/val/test split."""
     from ..data.ageing import parse_ageing
@@ -158,7 +160,9 @@ def prepare(
 
     counts = prepare_folders(list(color or []), list(old or []), out, val=val, test=test,
                              block=block, seed=seed, ageing=parse_ageing(age) if age else None,
-                             aligned=aligned)
+                             aligned=aligned, overwrite=overwrite)
+    for note in counts.pop("warnings"):
+        typer.echo(f"warning: {note}", err=True)
     for kind, per_split in counts.items():
         if sum(per_split.values()):
             typer.echo(f"{kind}: " + ", ".join(f"{s} {n}" for s, n in per_split.items()))

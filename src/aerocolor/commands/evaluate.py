@@ -46,14 +46,14 @@ def evaluate(
 ) -> None:
     """Evaluate a model: PSNR, SSIM, CIEDE2000, colourfulness, ab histograms, FID, KID, IS."""
     from ..evaluate import EvalOptions, evaluate_model, report_markdown, write_report
-    from ..infer import Colorizer
+    from ..infer import load_colorizer
 
     out = out or checkpoint.parent / f"eval-{checkpoint.stem}"
     opts = EvalOptions(max_images=max_images, batch_size=batch_size, device=device,
                        fid_network=fid_network, inception_weights=inception_weights,
                        download=download, cache_dir=cache, samples=samples,
                        samples_dir=str(out / "samples"))
-    colorizer = Colorizer.load(checkpoint, device)
+    colorizer = load_colorizer(checkpoint, device)
     report = evaluate_model(colorizer, data, old, reference, opts)
     typer.echo(report_markdown(report))
     for path in write_report(report, out):

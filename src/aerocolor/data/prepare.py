@@ -124,15 +124,54 @@ def _write_color(tile: Tile, split: str, out: Path, ageing: Ageing | None, align
                     np.concatenate([as_rgb(gray), rgb], axis=1))
 
 
+PREPARED = ("paired", "aligned", "unpaired", "splits.csv")  # what prepare writes under OUT
+
+
+def clear_output(out: Path, overwrite: bool) -> None:
+    """Refuse an output that already holds a prepared dataset (a second split into it would leave
+    tiles of the first in other splits), or, with ``overwrite``, remove that dataset first."""
+    if out.exists() and not out.is_dir():
+        raise AerocolorError(f"--out {out}: is a file; give a folder")
+    found = [out / name for name in PREPARED if (out / name).exists()]
+    if not found:
+        return
+    if not overwrite:
+        raise AerocolorError(
+            f"--out {out}: already holds a prepared dataset ({', '.join(p.name for p in found)}); "
+            "preparing into it again would mix two splits. Give a new --out, or --overwrite to replace it")
+    for p in found:
+        shutil.rmtree(p) if p.is_dir() else p.unlink()
+
+
+def split_warnings(counts: dict[str, dict[str, int]], val: float, test: float, blocks: int,
+                   block: int) -> list[str]:
+    """What a user should know about the split: empty splits, and why."""
+    notes = []
+    for kind, per_split in counts.items():
+        if not sum(per_split.values()):
+            continue
+        wanted = {"train": True, "val": val > 0, "test": test > 0}
+        empty = [s for s in SPLITS if wanted[s] and per_split[s] == 0]
+        if empty:
+            notes.append(f"{kind}: no tiles in {' or '.join(empty)}: the {blocks} block(s) of "
+                         f"{block} x {block} tiles are too few to split; give a smaller --block or "
+                         "more tiles")
+    return notes
+
+
 def prepare(color: list[str | Path], old: list[str | Path], out: str | Path, val: float = 0.1,
             test: float = 0.1, block: int = 8, seed: int = 0, ageing: Ageing | None = None,
-            aligned: bool = False) -> dict[str, dict[str, int]]:
-    """Write the paired, aligned and unpaired folders; returns tile counts per set and split."""
+            aligned: bool = False, overwrite: bool = False) -> dict[str, dict[str, int]]:
+    """Write the paired, aligned and unpaired folders; returns tile counts per set and split.
+    ``counts["warnings"]`` lists empty splits."""
     out = Path(out)
+    if block < 1:
+        raise AerocolorError(f"--block {block}: must be at least 1 (tiles per block side)")
     sets = {"color": [t for f in color for t in read_tiles(f)],
             "old": [t for f in old for t in read_tiles(f)]}
     if not sets["color"] and not sets["old"]:
         raise AerocolorError("nothing to prepare: give --color and/or --old tile folders")
+    clear_output(out, overwrite)
     everything = sets["color"] + sets["old"]
     kinds = ["color"] * len(sets["color"]) + ["old"] * len(sets["old"])
     keys = block_keys(everything, block)
@@ -157,4 +196,4 @@ def prepare(color: list[str | Path], old: list[str | Path], out: str | Path, val
             w.writerows(rows)
 
     atomic_write(out / "splits.csv", write)
-    return counts
+    return counts | {"warnings": split_warnings(counts, val, test, len(set(keys)), block)}

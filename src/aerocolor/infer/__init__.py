@@ -1,5 +1,11 @@
-"""Inference: the colorizer used by the CLI, evaluation, rasters, the web app and export."""
+"""Inference: the colorizer used by the CLI, evaluation, rasters, the web app and export.
 
-from .colorizer import Colorizer, default_model_path, pick_device
+``generator`` defines what a colorizer needs of a runtime; ``torch_backend`` and ``onnx`` provide
+it; ``colorizer`` knows only that protocol; ``loading`` picks the runtime for a file.
+"""
 
-__all__ = ["Colorizer", "default_model_path", "pick_device"]
+from .colorizer import Colorizer
+from .generator import pick_device
+from .loading import default_model_path, load_colorizer, torch_colorizer
+
+__all__ = ["Colorizer", "default_model_path", "load_colorizer", "pick_device", "torch_colorizer"]

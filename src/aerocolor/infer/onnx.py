@@ -26,8 +26,6 @@ import io
 import json
 import logging
 import warnings
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -41,7 +39,8 @@ from ..errors import CheckpointError
 from ..imageio import atomic_write
 from ..methods import Method
 from ..nets.generators import ContextPool
-from .colorizer import DEFAULT_OVERLAP, DEFAULT_TILE, Colorizer, instance_norms, load_method, z_dim
+from .generator import DEFAULT_OVERLAP, DEFAULT_TILE
+from .torch_backend import instance_norms, z_dim
 
 log = logging.getLogger("aerocolor")
 
@@ -260,47 +259,25 @@ class OnnxGenerator:
         if self.instance_norm and "norm_stats" not in inputs:
             raise CheckpointError(f"{source}: exported by an older aerocolor without instance-norm statistics "
                                   "inputs; export it again with 'aerocolor export CKPT --onnx OUT'")
-        self._shared: np.ndarray | None = None
 
-    def _feeds(self, gray: torch.Tensor, z: torch.Tensor | None, weights: tuple[float, float, float] | None
-               ) -> dict[str, np.ndarray]:
+    def _feeds(self, gray: torch.Tensor, z: torch.Tensor | None, weights: tuple[float, float, float] | None,
+               stats: np.ndarray | None = None) -> dict[str, np.ndarray]:
         feeds = {"gray": np.ascontiguousarray(gray.detach().float().cpu().numpy())}
         if self.multimodal:
             zz = torch.zeros(gray.shape[0], self.z_dim) if z is None else z
             feeds["z"] = np.ascontiguousarray(zz.detach().float().cpu().numpy())
         if weights is not None:
             feeds["norm_weights"] = np.asarray(weights, np.float32)
-            if self._shared is not None:
-                feeds["norm_stats"] = self._shared
+            if stats is not None:
+                feeds["norm_stats"] = stats
         return feeds
 
-    def __call__(self, gray: torch.Tensor, z: torch.Tensor | None) -> torch.Tensor:
-        weights = (0.0, 0.0, 1.0) if self._shared is not None else None
-        raw = self.session.run(["raw"], self._feeds(gray, z, weights))[0]
+    def __call__(self, gray: torch.Tensor, z: torch.Tensor | None,
+                 stats: np.ndarray | None = None) -> torch.Tensor:
+        weights = (0.0, 0.0, 1.0) if stats is not None else None
+        raw = self.session.run(["raw"], self._feeds(gray, z, weights, stats))[0]
         return torch.from_numpy(raw).to(gray.device)
 
     def pooled_norm_stats(self, gray: torch.Tensor, z: torch.Tensor | None) -> np.ndarray:
         """Run a batch with every instance norm pooled over the whole batch; their statistics."""
         return self.session.run(["pooled_norm_stats"], self._feeds(gray, z, (0.0, 1.0, 0.0)))[0]
-
-    @contextmanager
-    def sharing_norm_stats(self, stats: np.ndarray | dict) -> Iterator[None]:
-        """Context in which every instance norm uses ``stats`` instead of each input's own."""
-        self._shared = None if isinstance(stats, dict) else stats  # {}: nothing to share
-        try:
-            yield
-        finally:
-            self._shared = None
-
-
-def load_onnx_colorizer(path: Path, device: str = "auto") -> Colorizer:
-    """A colorizer running an ``.onnx`` file, or a checkpoint exported to ONNX in memory."""
-    from .colorizer import pick_device
-
-    dev = pick_device(device)
-    if path.suffix.lower() == ".onnx":
-        gen = OnnxGenerator(str(path), dev, str(path))
-    else:
-        method, config = load_method(path)
-        gen = OnnxGenerator(export_onnx(method, config), dev, str(path))
-    return Colorizer(gen, gen.config, dev, str(path))

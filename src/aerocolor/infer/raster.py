@@ -96,8 +96,9 @@ class GrayRaster:
         scale = max(1.0, max(self.src.height, self.src.width) / STRETCH_SAMPLE)
         shape = (len(self.bands), max(1, round(self.src.height / scale)),
                  max(1, round(self.src.width / scale)))
-        return self.src.read(self.bands, out_shape=shape, masked=True,
+        data = self.src.read(self.bands, out_shape=shape, masked=True,
                              resampling=Resampling.nearest).astype(np.float32)
+        return np.ma.masked_invalid(data)  # NaN no-data without a nodata tag counts as no-data
 
     def _sample(self) -> np.ma.MaskedArray:
         data = self._sample_bands()
@@ -110,14 +111,17 @@ class GrayRaster:
             return gray_from_rgb(torch.from_numpy(x)[None])[0, 0].numpy()
         return x[0]
 
-    def valid(self, top: int, left: int, height: int, width: int) -> np.ndarray:
+    def valid(self, top: int, left: int, height: int, width: int,
+              data: np.ndarray | None = None) -> np.ndarray:
         win = Window(left, top, width, height)
-        return (self.src.read_masks(self.bands, window=win) > 0).all(axis=0)
+        data = self.src.read(self.bands, window=win) if data is None else data
+        ok = (self.src.read_masks(self.bands, window=win) > 0).all(axis=0)
+        return ok & np.isfinite(data).all(axis=0) if np.issubdtype(data.dtype, np.floating) else ok
 
     def read(self, top: int, left: int, height: int, width: int) -> np.ndarray:
-        win = Window(left, top, width, height)
-        gray = self._to_gray(self.src.read(self.bands, window=win))
-        return np.where(self.valid(top, left, height, width), gray, np.float32(self.fill))
+        data = self.src.read(self.bands, window=Window(left, top, width, height))
+        gray = self._to_gray(data)
+        return np.where(self.valid(top, left, height, width, data), gray, np.float32(self.fill))
 
 
 def open_raster(path: Path):
@@ -138,6 +142,7 @@ def output_profile(src, bands: list[int], compress: str) -> tuple[dict, bool]:
     flags = src.mask_flag_enums[bands[0] - 1]
     has_mask = MaskFlags.all_valid not in flags and (nodata is None
                                                      or MaskFlags.nodata not in flags)
+    has_mask |= np.dtype(src.dtypes[bands[0] - 1]).kind == "f"  # NaN no-data needs no nodata tag
     profile = {
         "driver": "GTiff", "width": src.width, "height": src.height, "count": 3, "dtype": dtype,
         "crs": src.crs, "transform": src.transform, "nodata": nodata, "tiled": True,

@@ -9,7 +9,7 @@ import torch
 import torch.nn as nn
 
 from ..config import NetworkConfig
-from .layers import conv_bias, init_weights, norm_layer
+from .layers import conv_bias, init_weights, norm_layer, scope_stats
 
 UNET_DEPTHS = {"unet_32": 5, "unet_64": 6, "unet_128": 7, "unet_256": 8}
 Z_INJECTIONS = ("input", "all", "middle")
@@ -87,22 +87,22 @@ def with_code(x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
 class ContextPool(nn.Module):
     """Per-channel mean of a feature map over the whole image (N,C,H,W) -> (N,C).
 
-    Like an instance norm it depends on the whole input, so it keeps the same interface:
-    inference sets ``running_mean`` and ``track_running_stats`` to pool the statistics of many
-    tiles of a large input and share them (see :mod:`aerocolor.infer.colorizer`), so every tile
-    sees the context of the whole input.
+    Like an instance norm it depends on the whole input, so it takes its statistics from the
+    current :class:`~aerocolor.nets.layers.StatsScope` where one is set: inference pools them
+    over many tiles of a large input and shares them, so every tile sees the context of the
+    whole input.
     """
+
+    track_running_stats = False  # the instance-norm interface: statistics are never kept here
 
     def __init__(self, num_features: int):
         super().__init__()
         self.num_features = num_features
-        self.running_mean: torch.Tensor | None = None
-        self.running_var: torch.Tensor | None = None
-        self.track_running_stats = False
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.track_running_stats and self.running_mean is not None:
-            return self.running_mean.to(x.dtype).view(1, -1).expand(x.shape[0], -1)
+        given = scope_stats(self, x)
+        if given is not None:
+            return given[0].to(x.dtype).view(1, -1).expand(x.shape[0], -1)
         return x.mean(dim=(2, 3))
 
 

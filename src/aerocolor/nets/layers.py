@@ -2,14 +2,89 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass, field
+
+import torch
 import torch.nn as nn
+
+# (mean, var) per layer that depends on the whole input, keyed by the layer
+WholeInputStats = dict[nn.Module, tuple[torch.Tensor, torch.Tensor]]
+
+
+class StatsComplete(Exception):
+    """Raised once the last expected layer of a pooling pass has recorded its statistics: the rest
+    of the pass cannot change them."""
+
+
+@dataclass
+class StatsScope:
+    """How whole-input layers (instance norms, scene-context pools) get their statistics during
+    one forward pass: ``given`` ones, or (``pool``) pooled over the whole batch as if its tiles
+    were one image, recorded in ``pooled``. Kept per thread (a context variable), never on the
+    modules, so one model can serve many threads at once."""
+
+    given: WholeInputStats | None = None
+    pool: bool = False
+    stop_after: int | None = None
+    pooled: WholeInputStats = field(default_factory=dict)
+    calls: int = 0
+
+    def stats(self, layer: nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """(mean, var) per channel for ``layer`` on ``x``, or None: the input's own."""
+        if self.given and layer in self.given:
+            return self.given[layer]
+        if not self.pool:
+            return None
+        xf = x.float()
+        mean, var = xf.mean(dim=(0, 2, 3)), xf.var(dim=(0, 2, 3), unbiased=False)
+        self.pooled[layer] = (mean, var)
+        self.calls += 1
+        if self.stop_after is not None and self.calls >= self.stop_after:
+            raise StatsComplete
+        return mean, var
+
+
+_SCOPE: ContextVar[StatsScope | None] = ContextVar("aerocolor_stats_scope", default=None)
+
+
+@contextmanager
+def stats_scope(scope: StatsScope) -> Iterator[StatsScope]:
+    """Run the forward passes inside with ``scope`` deciding the whole-input statistics."""
+    token = _SCOPE.set(scope)
+    try:
+        yield scope
+    finally:
+        _SCOPE.reset(token)
+
+
+def scope_stats(layer: nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor] | None:
+    scope = _SCOPE.get()
+    return None if scope is None else scope.stats(layer, x)
+
+
+class InstanceNorm(nn.InstanceNorm2d):
+    """An instance norm whose statistics can come from the current :class:`StatsScope` (shared
+    across the tiles of a large input) instead of each input's own."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        given = scope_stats(self, x)
+        if given is None:
+            return super().forward(x)
+        mean, var = (s.to(x.dtype).view(1, -1, 1, 1) for s in given)
+        y = (x - mean) * torch.rsqrt(var + self.eps)
+        if self.affine:
+            y = y * self.weight.view(1, -1, 1, 1) + self.bias.view(1, -1, 1, 1)
+        return y
 
 
 def norm_layer(kind: str, channels: int) -> nn.Module:
     if kind == "batch":
         return nn.BatchNorm2d(channels)
     if kind == "instance":
-        return nn.InstanceNorm2d(channels, affine=False, track_running_stats=False)
+        return InstanceNorm(channels, affine=False, track_running_stats=False)
     if kind == "none":
         return nn.Identity()
     raise ValueError(f"unknown norm {kind!r}: choose batch, instance or none")

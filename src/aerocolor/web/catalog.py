@@ -14,7 +14,7 @@ from pathlib import Path
 from ..checkpoint import checkpoint_config, load_checkpoint
 from ..cli import CKPT_SUFFIXES
 from ..errors import AerocolorError
-from ..infer import Colorizer, default_model_path
+from ..infer import Colorizer, default_model_path, load_colorizer
 from ..methods import get_method
 
 log = logging.getLogger("aerocolor.web")
@@ -82,6 +82,6 @@ class ModelCatalog:
     def colorizer(self, model_id: str) -> Colorizer:
         with self._lock:
             if model_id not in self._colorizers:
-                self._colorizers[model_id] = Colorizer.load(self.entries[model_id].path,
+                self._colorizers[model_id] = load_colorizer(self.entries[model_id].path,
                                                             self.device)
             return self._colorizers[model_id]

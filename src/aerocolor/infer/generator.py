@@ -1,0 +1,52 @@
+"""What the colorizer needs of a generator, whichever runtime (torch, onnxruntime) runs it.
+
+Layers that see the whole input (instance norms, scene-context pools) make a generator's output
+depend on the statistics it normalises with. A large input is colorized tile by tile with the
+same statistics in every tile: the colorizer first asks for them (``pooled_norm_stats`` on
+blocks spread across the input), then passes them, as a plain value, to every call. Nothing is
+left on the model between calls, so one generator serves many threads at once.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+import torch
+
+from ..errors import CheckpointError
+
+DEFAULT_TILE = 512
+DEFAULT_OVERLAP = 64
+DEFAULT_BATCH = 4
+
+# Whole-input statistics as a backend keeps them (opaque to the colorizer); None: each input's own
+NormStats = Any
+
+
+class Generator(Protocol):
+    """gray (N,1,H,W) in [0, 1] -> raw output (RGB, or ab in ``lab`` mode)."""
+
+    mode: str  # "rgb" or "lab"
+    size_multiple: int  # input sides must be multiples of this
+    out_channels: int
+    multimodal: bool
+    z_dim: int  # latent code length (0 unless multimodal)
+    instance_norm: bool  # has layers that depend on whole-input statistics
+
+    def __call__(self, gray: torch.Tensor, z: torch.Tensor | None,
+                 stats: NormStats = None) -> torch.Tensor:
+        """Raw output; every whole-input layer uses ``stats`` (from :meth:`pooled_norm_stats`)
+        where given, else each input's own statistics."""
+
+    def pooled_norm_stats(self, gray: torch.Tensor, z: torch.Tensor | None) -> NormStats:
+        """Statistics of every whole-input layer pooled over the whole batch (its tiles taken as
+        one image)."""
+
+
+def pick_device(name: str = "auto") -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise CheckpointError(
+            f"device {name!r} asked for, but no CUDA GPU is available; use --device cpu")
+    return torch.device(name)

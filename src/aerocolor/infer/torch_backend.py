@@ -1,0 +1,95 @@
+"""The torch runtime of a generator: a method's networks, loaded from a checkpoint."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import torch
+import torch.nn as nn
+
+from ..checkpoint import checkpoint_config, load_checkpoint
+from ..color import net_input
+from ..config import Config
+from ..errors import CheckpointError
+from ..methods import Method, get_method
+from ..nets.generators import ContextPool
+from ..nets.layers import StatsComplete, StatsScope, WholeInputStats, stats_scope
+
+
+def instance_norms(net: nn.Module) -> list[nn.Module]:
+    """The layers whose output depends on statistics of the whole input: instance norms (without
+    running statistics) and scene-context pools. All are called norms below."""
+    return [m for m in net.modules() if isinstance(m, nn.modules.instancenorm._InstanceNorm | ContextPool)
+            and not m.track_running_stats]
+
+
+def z_dim(method: Method) -> int:
+    """Length of a multimodal method's latent code (0 for the others)."""
+    if not method.multimodal:
+        return 0
+    for n in (getattr(method, "nz", None), getattr(method.opts, "nz", None),
+              method.cfg.options.get("nz")):
+        if n:
+            return int(n)
+    raise CheckpointError(f"method {method.name!r} is multimodal but names no latent size (nz)")
+
+
+class TorchGenerator:
+    """A method's generator: gray in [0, 1] (N,1,H,W) -> raw output, with torch. Safe to call
+    from many threads: statistics travel with each call (a per-thread scope), never on modules."""
+
+    def __init__(self, method: Method, device: torch.device):
+        self.method = method.to(device).eval()
+        self.device = device
+        self.mode = method.mode
+        self.size_multiple = method.size_multiple
+        self.out_channels = method.out_channels
+        self.multimodal = method.multimodal
+        self.z_dim = z_dim(method)
+        self.instance_norm = bool(instance_norms(method))
+        self._norm_calls: int | None = None  # norm calls in one pass, counted on first use
+        self._count_lock = threading.Lock()
+
+    def __call__(self, gray: torch.Tensor, z: torch.Tensor | None,
+                 stats: WholeInputStats | None = None) -> torch.Tensor:
+        with stats_scope(StatsScope(given=stats or None)):
+            return self.method.generate(net_input(gray, self.mode), z)
+
+    def norm_calls(self, z: torch.Tensor | None) -> int:
+        """How many times one pass calls a norm, counted on a small input once."""
+        with self._count_lock:
+            if self._norm_calls is None:
+                side = max(64, self.size_multiple)
+                gray = torch.zeros(1, 1, side, side, device=self.device)
+                with torch.no_grad(), stats_scope(StatsScope(pool=True)) as scope:
+                    self.method.generate(net_input(gray, self.mode), None if z is None else z[:1])
+                self._norm_calls = scope.calls
+        return self._norm_calls
+
+    def pooled_norm_stats(self, gray: torch.Tensor, z: torch.Tensor | None) -> WholeInputStats:
+        """Run a batch with every norm pooled over the whole batch; their statistics. The pass
+        stops at the last norm (a scene context sits mid-network, so about half is skipped)."""
+        with stats_scope(StatsScope(pool=True, stop_after=self.norm_calls(z))) as scope:
+            try:
+                self.method.generate(net_input(gray, self.mode), z)
+            except StatsComplete:
+                pass
+        return scope.pooled
+
+    def latent_codes(self, count: int, generator: torch.Generator, ref: torch.Tensor | None
+                     ) -> torch.Tensor:
+        return self.method.latent_codes(count, generator, ref).to(self.device)
+
+
+def load_method(path: Path) -> tuple[Method, Config]:
+    """Build a checkpoint's method (inference networks only) in eval-ready float32."""
+    ckpt = load_checkpoint(path)
+    config = checkpoint_config(ckpt, str(path))
+    method = get_method(config.model.method)(config.model, training=False)
+    try:
+        method.load_nets_state({k: v for k, v in ckpt["nets"].items()
+                                if k in method.inference_nets})
+    except RuntimeError as e:
+        raise CheckpointError(f"{path}: weights do not match its config ({e})") from None
+    return method.float().eval(), config
