@@ -1,4 +1,4 @@
-"""CycleGAN, CUT, FastCUT and BicycleGAN: losses, latent codes, training, resume and colorize."""
+"""CycleGAN, CUT, FastCUT, BicycleGAN and the hybrid: losses, latent codes, training, resume and colorize."""
 
 from __future__ import annotations
 
@@ -24,10 +24,11 @@ TINY = {
     "cut": {"model.nets.netG": "resnet_9blocks", "model.options.num_patches": 64},
     "fastcut": {"model.nets.netG": "resnet_9blocks", "model.options.num_patches": 64},
     "bicyclegan": {"model.options.nef": 8, "model.options.encoder_blocks": 4},
+    "hybrid": {"model.color_mode": "lab", "data.balance": "source_class"},
 }
 # the terms that must fall when a method trains on one fixed batch
 FALLING = {"cyclegan": ["cycle_A", "cycle_B"], "cyclegan_lab": ["cycle_B"], "cut": ["NCE"],
-           "fastcut": ["NCE"], "bicyclegan": ["G_L1"]}
+           "fastcut": ["NCE"], "bicyclegan": ["G_L1"], "hybrid": ["G_L1", "G_stats"]}
 
 
 @pytest.fixture(autouse=True, scope="module")

@@ -54,6 +54,9 @@ class DataConfig(_Strict):
     rotate90: bool = True
     num_workers: int = 0
     age: dict[str, Any] | None = Field(None, description="synthetic ageing of gray inputs")
+    balance: Literal["none", "source", "source_class"] = Field(
+        "none", description="colour images drawn so that each source (first folder below a train "
+        "folder) and, with source_class, each scene class in the file names is drawn equally often")
 
 
 class OptimConfig(_Strict):

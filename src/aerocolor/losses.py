@@ -74,6 +74,26 @@ def mean_color_l1(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor |
     return (pred_mean - target_mean).abs().mean()
 
 
+def masked_moments(x: torch.Tensor, mask: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-channel mean and standard deviation (C,) over a whole batch, where ``mask`` is 1."""
+    if mask is None:
+        mask = torch.ones_like(x[:, :1])
+    area = mask.sum().clamp(min=1.0)
+    mean = (x * mask).sum(dim=(0, 2, 3)) / area
+    var = ((x - mean.view(1, -1, 1, 1)).pow(2) * mask).sum(dim=(0, 2, 3)) / area
+    return mean, (var + 1e-8).sqrt()
+
+
+def moment_match_l1(pred: torch.Tensor, ref: torch.Tensor, pred_mask: torch.Tensor | None = None,
+                    ref_mask: torch.Tensor | None = None) -> torch.Tensor:
+    """L1 between the per-channel means and standard deviations of two unpaired batches: pulls
+    the colour distribution of ``pred`` (e.g. colorized old photos) towards that of ``ref`` (real
+    colour photos) without pairing, so their colours are as strong and varied."""
+    pm, ps = masked_moments(pred, pred_mask)
+    rm, rs = masked_moments(ref.detach(), ref_mask)
+    return (pm - rm).abs().mean() + (ps - rs).abs().mean()
+
+
 def patch_nce(query: torch.Tensor, key: torch.Tensor, temperature: float = 0.07) -> torch.Tensor:
     """PatchNCE (InfoNCE over patches), one value per query patch, shape (N, P).
 

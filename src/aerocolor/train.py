@@ -23,10 +23,11 @@ from tqdm import tqdm
 from .checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from .color import gray_from_rgb, net_input, to_tensor
 from .config import Config
+from .data.balance import describe as describe_balance
 from .data.datasets import EpochSampler, PairedColorDataset, as_rgb, nodata_mask
-from .errors import ConfigError
+from .errors import ConfigError, TrainingError
 from .imageio import list_images, read_image
-from .infer.colorizer import Colorizer, pick_device
+from .infer import pick_device, torch_colorizer
 from .methods import Method, get_method
 from .methods.base import unwrap
 from .metrics import as_float, mean_ciede2000
@@ -66,10 +67,12 @@ def setup_distributed(device: torch.device) -> Dist:
 def build_dataset(cfg: Config, method_cls: type[Method]):
     d = cfg.data
     if method_cls.data_kind == "paired":
-        return PairedColorDataset(d.train, d.crop_size, cfg.train.seed, d.load_size, d.flip, d.rotate90, d.age)
+        return PairedColorDataset(d.train, d.crop_size, cfg.train.seed, d.load_size, d.flip, d.rotate90,
+                                  d.age, d.balance)
     from .data.unpaired import UnpairedDataset
 
-    return UnpairedDataset(d.train_a, d.train, d.crop_size, cfg.train.seed, d.load_size, d.flip, d.rotate90, d.age)
+    return UnpairedDataset(d.train_a, d.train, d.crop_size, cfg.train.seed, d.load_size, d.flip, d.rotate90,
+                           d.age, d.balance)
 
 
 def total_steps(cfg: Config, steps_per_epoch: int) -> tuple[int, int]:
@@ -103,13 +106,16 @@ def load_val_set(folders: list[str], limit: int) -> list[tuple[np.ndarray, np.nd
     return items
 
 
-def calibration_batches(dataset, count: int, batch_size: int) -> list[torch.Tensor]:
-    """Generator inputs (gray crops) for batch-norm recalibration: ``count`` training crops spread
-    over the dataset, drawn with their own key so the training sequence is untouched."""
+def calibration_batches(dataset, count: int, batch_size: int, keys: tuple[str, ...] = ("gray",)
+                        ) -> list[torch.Tensor]:
+    """Generator inputs (gray crops, each of the samples' ``keys``) for batch-norm recalibration:
+    ``count`` training samples spread over the dataset, drawn with their own key so the training
+    sequence is untouched."""
     if count <= 0 or len(dataset) == 0:
         return []
     idx = np.linspace(0, len(dataset) - 1, min(count, len(dataset))).round().astype(int)
-    grays = torch.stack([dataset[(CALIBRATION_EPOCH, int(i))]["gray"] for i in idx])
+    samples = [dataset[(CALIBRATION_EPOCH, int(i))] for i in idx]
+    grays = torch.stack([s[k] for s in samples for k in keys])
     return list(grays.split(max(batch_size, 16)))
 
 
@@ -142,7 +148,7 @@ def recalibrate_batchnorm(method: Method, batches: list[torch.Tensor], device: t
 def validate(method: Method, val_set, device: torch.device, config: Config) -> float:
     """Mean CIEDE2000 of the colorized gray versions against their colour truth."""
     was_training = method.training
-    colorizer = Colorizer.from_method(method, config, device)
+    colorizer = torch_colorizer(method, config, device)
     scores = [mean_ciede2000(colorizer.colorize(g), rgb, m) for g, rgb, m in val_set]
     method.train(was_training)
     return float(np.nanmean(scores))
@@ -193,6 +199,10 @@ def train(cfg: Config, resume: bool = True, until_step: int | None = None, progr
         method.amp = lambda: torch.autocast("cuda", dtype=torch.bfloat16)
     optimizers = method.configure_optimizers(cfg.optim)
     dataset = build_dataset(cfg, method_cls)
+    if cfg.data.balance != "none" and dd.main:
+        colour = getattr(dataset, "files_b", getattr(dataset, "files", []))
+        tqdm.write(f"colour images drawn by {cfg.data.balance}: "
+                   f"{describe_balance(colour, getattr(dataset, 'weights_b', dataset.weights), cfg.data.train)}")
     spe = len(dataset) // (cfg.optim.batch_size * dd.world)
     steps, constant = total_steps(cfg, max(spe, 1))
     schedulers = {k: torch.optim.lr_scheduler.LambdaLR(o, linear_decay(steps, constant))
@@ -221,7 +231,8 @@ def train(cfg: Config, resume: bool = True, until_step: int | None = None, progr
         ids = [device.index] if device.type == "cuda" else None
         method.wrap_nets(lambda net: DDP(net, device_ids=ids, broadcast_buffers=False))
 
-    sampler = EpochSampler(len(dataset), cfg.optim.batch_size, t.seed, dd.rank, dd.world, state.step)
+    sampler = EpochSampler(len(dataset), cfg.optim.batch_size, t.seed, dd.rank, dd.world, state.step,
+                           dataset.weights)
     loader = torch.utils.data.DataLoader(
         dataset, batch_sampler=sampler, num_workers=cfg.data.num_workers,
         pin_memory=device.type == "cuda", persistent_workers=cfg.data.num_workers > 0,
@@ -232,7 +243,8 @@ def train(cfg: Config, resume: bool = True, until_step: int | None = None, progr
     log_path = out / "losses.csv"
     end = min(steps, until_step) if until_step is not None else steps
 
-    calibration = calibration_batches(dataset, t.bn_calibration_images, cfg.optim.batch_size) if dd.main else []
+    calibration = calibration_batches(dataset, t.bn_calibration_images, cfg.optim.batch_size,
+                                      method_cls.calibration_keys) if dd.main else []
     calibrated_at = -1
 
     def calibrate() -> None:  # once per step, however many evaluations and saves it has
@@ -262,6 +274,7 @@ def train(cfg: Config, resume: bool = True, until_step: int | None = None, progr
         if t.channels_last:
             batch = {k: v.contiguous(memory_format=torch.channels_last) for k, v in batch.items()}
         losses = method.train_step(batch)
+        check_finite(losses, state.step + 1, dataset, sampler)
         for s in schedulers.values():
             s.step()
         state.step += 1
@@ -298,6 +311,19 @@ def train(cfg: Config, resume: bool = True, until_step: int | None = None, progr
     if dd.world > 1:
         dist.barrier()
     return out
+
+
+def check_finite(losses: dict, step: int, dataset, sampler: EpochSampler) -> None:
+    """Stop at the first loss that is NaN or infinite, naming the step and the batch's files."""
+    bad = [k for k, v in losses.items() if not math.isfinite(as_float(v))]
+    if not bad:
+        return
+    files = sorted({str(f) for key in sampler.keys_at(step - 1) for f in dataset.sources(key)})
+    shown = ", ".join(files[:4]) + (f" and {len(files) - 4} more" if len(files) > 4 else "")
+    raise TrainingError(
+        f"step {step}: loss {', '.join(bad)} is not finite; the batch's files: {shown}. Check those "
+        "images for NaN or extreme values, or lower optim.lr_G / optim.lr_D; last.pt holds the last "
+        "good state")
 
 
 def _tensorboard(out: Path):

@@ -13,6 +13,7 @@ from torch.utils.data import Dataset, Sampler
 from ..color import gray_from_rgb, to_tensor
 from ..errors import ConfigError
 from ..imageio import list_images, read_image
+from .balance import balance_weights
 
 NODATA_TOLERANCE = 1.0 / 255
 
@@ -112,12 +113,14 @@ class PairedColorDataset(Dataset):
     """
 
     def __init__(self, folders: list[str], crop_size: int, seed: int = 0, load_size: int | None = None,
-                 flip: bool = True, rotate90: bool = True, age: dict | None = None):
+                 flip: bool = True, rotate90: bool = True, age: dict | None = None,
+                 balance: str = "none"):
         if not folders:
             raise ConfigError("no training images: give --data FOLDER (colour images)")
         self.files = list_images(folders)
         if not self.files:
             raise ConfigError(f"no images found in {', '.join(map(str, folders))}: give folders of PNG/JPEG/TIFF")
+        self.weights = balance_weights(self.files, folders, balance)  # for the sampler
         self.crop_size, self.seed, self.load_size = crop_size, seed, load_size
         self.flip, self.rotate90 = flip, rotate90
         self.ager = make_ager(age)
@@ -128,6 +131,10 @@ class PairedColorDataset(Dataset):
     def load(self, path: Path, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
         return random_crop(as_rgb(read_image(path)), rng, self.crop_size, self.load_size,
                            self.flip, self.rotate90)
+
+    def sources(self, key: tuple[int, int]) -> list[Path]:
+        """The files a sample is made from (for error messages)."""
+        return [self.files[key[1]]]
 
     def __getitem__(self, key: tuple[int, int]) -> dict[str, torch.Tensor]:
         epoch, index = key
@@ -144,8 +151,9 @@ class EpochSampler(Sampler):
     ranks, starting at a given step so that a resumed run sees the same batches."""
 
     def __init__(self, n: int, batch_size: int, seed: int = 0, rank: int = 0, world: int = 1,
-                 start_step: int = 0):
+                 start_step: int = 0, weights: np.ndarray | None = None):
         self.n, self.batch_size, self.seed = n, batch_size, seed
+        self.weights = weights  # per-index probabilities: an epoch is n weighted draws
         self.rank, self.world, self.start_step = rank, world, start_step
         self.steps_per_epoch = n // (batch_size * world)
         if self.steps_per_epoch == 0:
@@ -153,12 +161,22 @@ class EpochSampler(Sampler):
                 f"{n} training images are too few for batch size {batch_size} on {world} process(es)"
             )
 
+    def _epoch(self, epoch: int) -> np.ndarray:
+        rng = np.random.default_rng([self.seed, epoch])
+        perm = rng.permutation(self.n) if self.weights is None else rng.choice(self.n, self.n, p=self.weights)
+        return perm[self.rank::self.world][: self.steps_per_epoch * self.batch_size]
+
+    def keys_at(self, step: int) -> list[tuple[int, int]]:
+        """The (epoch, index) keys of the batch of a (0-based) step."""
+        epoch, s = divmod(step, self.steps_per_epoch)
+        mine = self._epoch(epoch)
+        return [(epoch, int(i)) for i in mine[s * self.batch_size:(s + 1) * self.batch_size]]
+
     def __iter__(self) -> Iterator[list[tuple[int, int]]]:
         step = self.start_step
         while True:
             epoch, offset = divmod(step, self.steps_per_epoch)
-            perm = np.random.default_rng([self.seed, epoch]).permutation(self.n)
-            mine = perm[self.rank::self.world][: self.steps_per_epoch * self.batch_size]
+            mine = self._epoch(epoch)
             for s in range(offset, self.steps_per_epoch):
                 yield [(epoch, int(i)) for i in mine[s * self.batch_size:(s + 1) * self.batch_size]]
                 step += 1

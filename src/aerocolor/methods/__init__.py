@@ -4,6 +4,7 @@ from . import (  # noqa: F401 (each import registers a method)
     bicyclegan,
     cut,
     cyclegan,
+    hybrid,
     pix2pix,
 )
 from .base import METHODS, Method, get_method, register

@@ -74,6 +74,7 @@ class Method(nn.Module):
     inference_nets: ClassVar[tuple[str, ...]] = ("netG",)
     trainable_nets: ClassVar[tuple[str, ...]] = ("netG", "netD")
     multimodal: ClassVar[bool] = False
+    calibration_keys: ClassVar[tuple[str, ...]] = ("gray",)  # batch inputs the generator sees at inference
 
     def __init__(self, cfg: ModelConfig, training: bool = True):
         super().__init__()
