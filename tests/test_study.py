@@ -43,6 +43,17 @@ def test_paper_grid_is_the_research_grid(monkeypatch):
     assert runs["cut-lsgan"].optim.max_steps is None and runs["cut-lsgan"].optim.n_epochs == 200
 
 
+def test_hybrid_study_compares_equal_budgets_from_one_start(monkeypatch):
+    monkeypatch.chdir(ROOT)
+    runs = study_runs(load_study(STUDIES / "hybrid.yaml"))
+    assert list(runs) == ["pix2pix-balanced", "pix2pix-unbalanced", "hybrid-adapt", "hybrid-stats_only"]
+    assert {r.optim.max_steps for r in runs.values()} == {300}
+    assert {r.train.init_from for r in runs.values()} == {"src/aerocolor/models/default.pt"}
+    assert runs["pix2pix-unbalanced"].data.balance == "none" and runs["hybrid-adapt"].data.balance == "source_class"
+    assert runs["hybrid-stats_only"].model.options["lambda_adapt"] == 0.0
+    assert runs["hybrid-adapt"].model.options["lambda_stats"] == 20.0
+
+
 def test_study_errors_name_the_file_and_the_fix(tmp_path):
     bad = tmp_path / "bad.yaml"
     bad.write_text("methods: {pix2pix: {variants: {a: {}}}}\nbudget: 3\n")

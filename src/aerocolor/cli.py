@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -64,7 +65,8 @@ def train(
             sets.append(f"{key}={value}")
     cfg = load_config(config, sets)
     run = run_training(cfg, resume=resume, until_step=until_step, progress=not quiet)
-    typer.echo(f"checkpoints in {run}: last.pt, best.pt")
+    saved = [p.name for p in (run / "last.pt", run / "best.pt") if p.is_file()]
+    typer.echo(f"checkpoints in {run}: {', '.join(saved) or 'none yet (stopped before the first save)'}")
 
 
 @app.command()
@@ -91,7 +93,9 @@ def colorize(
 
     Rasters (GeoTIFF, COG, JPEG2000, VRT) are streamed tile by tile into georeferenced .tif outputs."""
     from .colorize import colorize_files, expand_inputs, latent_variants
+    from .imageio import output_folder
     from .infer import load_colorizer
+    from .infer.colorizer import check_tiling
     from .infer.raster import RasterOptions
 
     items = list(inputs)
@@ -99,15 +103,30 @@ def colorize(
         model = Path(items.pop(0))
     if not items:
         raise AerocolorError("no images given: aerocolor colorize [CKPT] IMAGE... -o OUT/")
+    check_tiling(tile, overlap, batch_size)
+    if samples < 0:
+        raise AerocolorError(f"--samples {samples}: give 0 (one colorization) or a positive count")
     files = expand_inputs(items)
+    output_folder(out)
     colorizer = load_colorizer(model, device, backend)
     raster = RasterOptions(band=band, stretch=stretch, cog=cog, match_resolution=match_resolution,
                            tile=tile, overlap=overlap, batch_size=batch_size)
+    failed: list[str] = []
+
+    def report(path: Path, e: AerocolorError) -> None:
+        failed.append(str(path))
+        typer.echo(f"error: {e}", err=True)
+
     written = colorize_files(colorizer, files, out, compare=compare, tile=tile, overlap=overlap,
                              skip_existing=skip_existing, warn=lambda m: typer.echo(m, err=True),
-                             raster=raster, latents=latent_variants(colorizer, samples, style, seed))
+                             raster=raster, latents=latent_variants(colorizer, samples, style, seed),
+                             on_error=report if len(files) > 1 else None)
     for p in written:
         typer.echo(str(p))
+    if failed:
+        typer.echo(f"{len(failed)} of {len(files)} inputs failed (the others are done): {', '.join(failed)}",
+                   err=True)
+        raise typer.Exit(1)
 
 
 @app.command()
@@ -146,10 +165,14 @@ def export(
 ) -> None:
     """Export a checkpoint for inference: a slim checkpoint and/or an ONNX model."""
     from .checkpoint import checkpoint_config, load_checkpoint, save_checkpoint, slim_checkpoint
+    from .imageio import output_folder
     from .methods import get_method
 
     if slim is None and onnx is None:
         raise AerocolorError("nothing to export: give --slim OUT.pt and/or --onnx OUT.onnx")
+    for option, target in (("--slim", slim), ("--onnx", onnx)):
+        if target is not None:
+            output_folder(target.parent, f"{option} {target}: its folder")
     if slim is not None:
         ckpt = load_checkpoint(checkpoint)
         method = get_method(checkpoint_config(ckpt).model.method)
@@ -174,6 +197,20 @@ def demo(
         typer.echo(line)
 
 
+def user_error_line(e: AerocolorError | OSError) -> str:
+    """One line for an error the user can fix: the message, or for a file-system error the path,
+    what is wrong and the fix."""
+    if isinstance(e, AerocolorError):
+        return str(e)
+    fixes = {PermissionError: "give a folder you can write to, or fix its permissions",
+             FileExistsError: "a file is in the way of a folder: give another path",
+             NotADirectoryError: "a file is in the way of a folder: give another path",
+             IsADirectoryError: "give a file, not a folder",
+             FileNotFoundError: "check the path"}
+    fix = next((f for kind, f in fixes.items() if isinstance(e, kind)), "check the path and the disk")
+    return f"{e.filename}: {e.strerror or e}; {fix}"
+
+
 # Sub-commands of other areas live in commands/ and register on `app` when imported, one line each.
 from .commands import data as _data_commands  # noqa: E402,F401
 from .commands import evaluate as _evaluate_commands  # noqa: E402,F401
@@ -181,11 +218,17 @@ from .commands import web as _web_commands  # noqa: E402,F401
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Entry point; user errors print one line (no traceback) and exit with status 2."""
+    """Entry point; user errors print one line (no traceback) and exit with status 2. ``--debug``
+    (anywhere) or AEROCOLOR_DEBUG=1 shows the traceback instead, for bug reports."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in args or os.environ.get("AEROCOLOR_DEBUG", "") not in ("", "0")
+    args = [a for a in args if a != "--debug"]
     try:
-        app(args=argv)
-    except AerocolorError as e:
-        typer.echo(f"error: {e}", err=True)
+        app(args=args)
+    except (AerocolorError, OSError) as e:
+        if debug or (isinstance(e, OSError) and not e.filename):
+            raise  # an OSError without a file is no input of the user's: a bug to report
+        typer.echo(f"error: {user_error_line(e)}", err=True)
         sys.exit(2)
     except KeyboardInterrupt:
         typer.echo("interrupted; completed work is kept (rerun to resume)", err=True)

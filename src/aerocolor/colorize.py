@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import numpy as np
@@ -12,7 +12,7 @@ from tqdm import tqdm
 
 from .color import gray_from_rgb, to_tensor
 from .data.datasets import as_rgb
-from .errors import ImageReadError
+from .errors import AerocolorError, ImageReadError
 from .imageio import IMAGE_SUFFIXES, is_color, list_images, read_image, write_image
 from .infer.colorizer import DEFAULT_OVERLAP, DEFAULT_TILE, Colorizer
 from .infer.raster import RasterOptions, colorize_raster, is_raster, raster_output_path, raster_preview
@@ -81,35 +81,51 @@ def colorize_files(colorizer: Colorizer, inputs: list[Path], out_dir: Path, comp
                    tile: int = DEFAULT_TILE, overlap: int = DEFAULT_OVERLAP, skip_existing: bool = False,
                    suffix: str = "_color", warn=print, progress: bool = True,
                    latents: list[tuple[str, torch.Tensor]] | None = None,
-                   raster: RasterOptions | None = None) -> list[Path]:
+                   raster: RasterOptions | None = None,
+                   on_error: Callable[[Path, AerocolorError], None] | None = None) -> list[Path]:
     """Colorize each input image into ``out_dir`` as NAME_color.png, or NAME_color_k.png for each
     code of ``latents`` (see :func:`latent_variants`), (and NAME_compare.png);
-    rasters (GeoTIFF, JPEG2000, ...) are streamed into georeferenced NAME_color.tif files."""
-    written = []
+    rasters (GeoTIFF, JPEG2000, ...) are streamed into georeferenced NAME_color.tif files.
+    With ``on_error``, an input that cannot be colorized is reported to it and the others go on."""
+    written: list[Path] = []
     raster = raster or RasterOptions(tile=tile, overlap=overlap)
-    variants = latents or [("", None)]
     for path in tqdm(inputs, unit="image", disable=not progress or len(inputs) < 2, desc="colorize"):
-        if is_raster(path):
-            targets = []
-            for tag, z in variants:
-                target = raster_output_path(path, out_dir, f"{suffix}{tag}")
-                if not (skip_existing and target.exists()):
-                    written.append(colorize_raster(colorizer, path, target, raster, progress, z=z))
-                targets.append(target)
-            preview = out_dir / f"{path.stem}_compare.png"
-            if compare and not (skip_existing and preview.exists()):
-                panels = [raster_preview(path, t, raster) for t in targets]
-                written.append(write_image(preview, side_by_side(panels[0][0], *(c for _, c in panels))))
-            continue
-        targets = [out_dir / f"{path.stem}{suffix}{tag}.png" for tag, _ in variants]
-        if skip_existing and all(t.exists() for t in targets):
-            continue
-        img = read_image(path)
-        gray = to_gray(img, str(path), warn)
-        colours = [colorizer.colorize(gray, tile=tile, overlap=overlap, batch_size=raster.batch_size, z=z)
-                   for _, z in variants]
-        written += [write_image(t, c) for t, c in zip(targets, colours, strict=True)]
-        if compare:
-            panels = [gray, *colours] + ([img] if img.ndim == 3 and is_color(img) else [])
-            written.append(write_image(out_dir / f"{path.stem}_compare.png", side_by_side(*panels)))
+        try:
+            written += colorize_one(colorizer, path, out_dir, compare, tile, overlap, skip_existing,
+                                    suffix, warn, progress, latents or [("", None)], raster)
+        except AerocolorError as e:
+            if on_error is None:
+                raise
+            on_error(path, e)
+    return written
+
+
+def colorize_one(colorizer: Colorizer, path: Path, out_dir: Path, compare: bool, tile: int, overlap: int,
+                 skip_existing: bool, suffix: str, warn, progress: bool,
+                 variants: list[tuple[str, torch.Tensor | None]], raster: RasterOptions) -> list[Path]:
+    """The outputs of one input (see :func:`colorize_files`)."""
+    written: list[Path] = []
+    if is_raster(path):
+        targets = []
+        for tag, z in variants:
+            target = raster_output_path(path, out_dir, f"{suffix}{tag}")
+            if not (skip_existing and target.exists()):
+                written.append(colorize_raster(colorizer, path, target, raster, progress, z=z))
+            targets.append(target)
+        preview = out_dir / f"{path.stem}_compare.png"
+        if compare and not (skip_existing and preview.exists()):
+            panels = [raster_preview(path, t, raster) for t in targets]
+            written.append(write_image(preview, side_by_side(panels[0][0], *(c for _, c in panels))))
+        return written
+    targets = [out_dir / f"{path.stem}{suffix}{tag}.png" for tag, _ in variants]
+    if skip_existing and all(t.exists() for t in targets):
+        return written
+    img = read_image(path)
+    gray = to_gray(img, str(path), warn)
+    colours = [colorizer.colorize(gray, tile=tile, overlap=overlap, batch_size=raster.batch_size, z=z)
+               for _, z in variants]
+    written += [write_image(t, c) for t, c in zip(targets, colours, strict=True)]
+    if compare:
+        panels = [gray, *colours] + ([img] if img.ndim == 3 and is_color(img) else [])
+        written.append(write_image(out_dir / f"{path.stem}_compare.png", side_by_side(*panels)))
     return written

@@ -21,17 +21,17 @@ class _Strict(BaseModel):
 
 class NetworkConfig(_Strict):
     netG: str = "unet_256"
-    unet_depth: int | None = Field(None, description="U-Net downsamplings; overrides the name's depth")
-    ngf: int = 64
+    unet_depth: int | None = Field(None, ge=2, description="U-Net downsamplings; overrides the name's depth")
+    ngf: int = Field(64, ge=1)
     netD: Literal["basic", "n_layers", "pixel"] = "basic"
-    ndf: int = 64
-    n_layers_D: int = 3
+    ndf: int = Field(64, ge=1)
+    n_layers_D: int = Field(3, ge=1)
     norm: Literal["batch", "instance", "none"] = "batch"
     dropout: bool = True
     context: bool = Field(False, description="ResNet generators: a scene-context branch (features averaged "
                           "over the whole image scale and shift the middle block's output)")
     init_type: Literal["normal", "xavier", "kaiming", "orthogonal"] = "normal"
-    init_gain: float = 0.02
+    init_gain: float = Field(0.02, gt=0)
 
 
 class ModelConfig(_Strict):
@@ -47,12 +47,12 @@ class DataConfig(_Strict):
     train: list[str] = Field(default_factory=list, description="colour images (paired: gray made on the fly)")
     train_a: list[str] = Field(default_factory=list, description="gray old photos (unpaired domain A)")
     val: list[str] = Field(default_factory=list, description="colour images for validation")
-    val_max_images: int = 64
-    load_size: int | None = Field(None, description="resize the short side to this before cropping")
-    crop_size: int = 256
+    val_max_images: int = Field(64, ge=0, description="0: all")
+    load_size: int | None = Field(None, ge=1, description="resize the short side to this before cropping")
+    crop_size: int = Field(256, ge=16, description="training crop side in pixels")
     flip: bool = True
     rotate90: bool = True
-    num_workers: int = 0
+    num_workers: int = Field(0, ge=0)
     age: dict[str, Any] | None = Field(None, description="synthetic ageing of gray inputs")
     balance: Literal["none", "source", "source_class"] = Field(
         "none", description="colour images drawn so that each source (first folder below a train "
@@ -60,14 +60,14 @@ class DataConfig(_Strict):
 
 
 class OptimConfig(_Strict):
-    lr_G: float = 2e-4
-    lr_D: float = 2e-4
-    beta1: float = 0.5
-    beta2: float = 0.999
-    batch_size: int = 1
-    n_epochs: int = 100
-    n_epochs_decay: int = 100
-    max_steps: int | None = Field(None, description="total steps; the schedule keeps its shape")
+    lr_G: float = Field(2e-4, gt=0)
+    lr_D: float = Field(2e-4, gt=0)
+    beta1: float = Field(0.5, ge=0, lt=1)
+    beta2: float = Field(0.999, ge=0, lt=1)
+    batch_size: int = Field(1, ge=1)
+    n_epochs: int = Field(100, ge=0)
+    n_epochs_decay: int = Field(100, ge=0)
+    max_steps: int | None = Field(None, ge=1, description="total steps; the schedule keeps its shape")
 
 
 class TrainConfig(_Strict):
@@ -76,13 +76,13 @@ class TrainConfig(_Strict):
     device: str = "auto"
     amp: bool = True
     channels_last: bool = False
-    threads: int | None = None
-    val_every: int = 1000
-    save_every: int = 1000
-    log_every: int = 50
-    sample_every: int = 1000
+    threads: int | None = Field(None, ge=1)
+    val_every: int = Field(1000, ge=1)
+    save_every: int = Field(1000, ge=1)
+    log_every: int = Field(50, ge=1)
+    sample_every: int = Field(1000, ge=0, description="0: off")
     bn_calibration_images: int = Field(
-        256, description="training crops that re-estimate the inference networks' batch-norm statistics "
+        256, ge=0, description="training crops that re-estimate the inference networks' batch-norm statistics "
         "before each validation and save (0: keep the running averages)")
     init_from: str | None = Field(
         None, description="start the networks from this checkpoint's weights (layers of the same name and "

@@ -9,8 +9,8 @@ class ImageReadError(AerocolorError):
     pass
 
 
-class ConfigError(AerocolorError):
-    pass
+class ConfigError(AerocolorError, ValueError):
+    """A config value (file, --set override or option) that cannot work; names the key."""
 
 
 class CheckpointError(AerocolorError):
@@ -19,3 +19,7 @@ class CheckpointError(AerocolorError):
 
 class TrainingError(AerocolorError):
     """Training cannot go on (a loss became NaN or infinite, ...)."""
+
+
+class OutputError(AerocolorError):
+    """An output path that cannot be written."""

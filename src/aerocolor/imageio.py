@@ -10,7 +10,11 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from .errors import ImageReadError
+from .errors import ImageReadError, OutputError
+
+MAX_PIXELS_ENV = "AEROCOLOR_MAX_PIXELS"
+# PIL refuses images above this many pixels (default: PIL's own limit, about 179 million)
+Image.MAX_IMAGE_PIXELS = int(os.environ.get(MAX_PIXELS_ENV, "0")) or Image.MAX_IMAGE_PIXELS
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp")
 TIFF_SUFFIXES = (".tif", ".tiff")
@@ -95,7 +99,10 @@ def read_image(path: str | Path) -> np.ndarray:
         arr = _read_tiff(path)
     else:
         try:
-            with Image.open(path) as im:
+            with warnings.catch_warnings():
+                warnings.simplefilter("error", Image.DecompressionBombWarning)
+                im_ctx = Image.open(path)
+            with im_ctx as im:
                 im.load()
                 if im.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
                     arr = np.array(im)
@@ -105,6 +112,11 @@ def read_image(path: str | Path) -> np.ndarray:
                     arr = np.array(im.convert("L"))
                 else:
                     arr = np.array(im.convert("RGB"))
+        except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+            raise ImageReadError(
+                f"{path}: its header claims more than {Image.MAX_IMAGE_PIXELS:,} pixels (a guard "
+                f"against decompression bombs); if the file is trusted, raise the limit with "
+                f"{MAX_PIXELS_ENV}=N") from None
         except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
             raise ImageReadError(
                 f"{path}: not a readable image ({type(e).__name__}: {e}); "
@@ -129,14 +141,44 @@ def to_uint8(img: np.ndarray) -> np.ndarray:
     return (np.clip(img, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
 
 
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+FILE_MODE = 0o666 & ~_umask()  # what open() would give a new file (mkstemp's temp files are 0600)
+
+
+def output_folder(path: str | Path, option: str = "--out") -> Path:
+    """Create (if needed) and check an output folder before any work starts: not a file, and
+    writable; the error names the option and the fix."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise OutputError(f"{option} {path}: is a file, not a folder; give a folder path")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(prefix=".aerocolor-write-test.", dir=path)
+        os.close(fd)
+        os.unlink(probe)
+    except (FileExistsError, NotADirectoryError):
+        raise OutputError(f"{option} {path}: a file is in the way of this folder; give another path") from None
+    except OSError as e:
+        raise OutputError(f"{option} {path}: cannot write there ({e.strerror}); give a folder you can "
+                          "write to") from None
+    return path
+
+
 def atomic_write(path: str | Path, write) -> Path:
-    """Call ``write(tmp_path)`` then move the file into place, so no half-written file is seen."""
+    """Call ``write(tmp_path)`` then move the file into place, so no half-written file is seen.
+    The file gets the usual permissions for the umask (not the temp file's 0600)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=path.suffix, dir=path.parent)
     os.close(fd)
     try:
         write(tmp)
+        os.chmod(tmp, FILE_MODE)
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):

@@ -75,6 +75,7 @@ def fetch(
         write_pairs,
     )
     from ..data.sources import http_session, probe
+    from ..imageio import output_folder
 
     if (bbox is None) == (aoi is None):
         raise AerocolorError("give the area as one of --bbox minx,miny,maxx,maxy or --aoi FILE")
@@ -94,6 +95,7 @@ def fetch(
         typer.echo(f"dry run: {len(jobs)} tiles, about {len(jobs) * each / 1e6:.1f} MB "
                    f"({each / 1e3:.0f} kB a tile) into {out}")
         return
+    output_folder(out)
     result = harvest(jobs, out, fetcher, workers=workers, progress=not quiet)
     typer.echo(result.summary())
     if len(layers) >= 2:
@@ -130,7 +132,9 @@ def tiles(
 ) -> None:
     """Cut rasters into tiles; each tile's georeference goes into OUT/manifest.jsonl."""
     from ..data.tiles import cut_rasters
+    from ..imageio import output_folder
 
+    output_folder(out)
     result = cut_rasters(rasters, out, size=size, stride=stride, max_nodata=max_nodata,
                          bands=_int_list(bands), require_georef=require_georef)
     typer.echo(f"{result.written} tiles written to {out}, {result.skipped} mostly no-data skipped")

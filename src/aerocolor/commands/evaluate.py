@@ -14,7 +14,8 @@ Folders = list[str] | None
 
 @app.command()
 def evaluate(
-    checkpoint: Annotated[Path, typer.Argument(help="Checkpoint to evaluate.")],
+    checkpoint: Annotated[Path | None, typer.Argument(
+        help="Checkpoint or ONNX model to evaluate (default: the bundled model).")] = None,
     data: Annotated[Folders, typer.Option(
         "--data", help="Colour photos: their gray versions are colorized and compared with them "
         "(repeatable).")] = None,
@@ -46,14 +47,18 @@ def evaluate(
 ) -> None:
     """Evaluate a model: PSNR, SSIM, CIEDE2000, colourfulness, ab histograms, FID, KID, IS."""
     from ..evaluate import EvalOptions, evaluate_model, report_markdown, write_report
-    from ..infer import load_colorizer
+    from ..imageio import output_folder
+    from ..infer import default_model_path, load_colorizer
 
-    out = out or checkpoint.parent / f"eval-{checkpoint.stem}"
+    checkpoint = checkpoint or default_model_path()
+    beside = Path() if checkpoint == default_model_path() else checkpoint.parent  # not inside the package
+    out = out or beside / f"eval-{checkpoint.stem}"
     opts = EvalOptions(max_images=max_images, batch_size=batch_size, device=device,
                        fid_network=fid_network, inception_weights=inception_weights,
                        download=download, cache_dir=cache, samples=samples,
                        samples_dir=str(out / "samples"))
     colorizer = load_colorizer(checkpoint, device)
+    output_folder(out)
     report = evaluate_model(colorizer, data, old, reference, opts)
     typer.echo(report_markdown(report))
     for path in write_report(report, out):

@@ -130,8 +130,6 @@ PREPARED = ("paired", "aligned", "unpaired", "splits.csv")  # what prepare write
 def clear_output(out: Path, overwrite: bool) -> None:
     """Refuse an output that already holds a prepared dataset (a second split into it would leave
     tiles of the first in other splits), or, with ``overwrite``, remove that dataset first."""
-    if out.exists() and not out.is_dir():
-        raise AerocolorError(f"--out {out}: is a file; give a folder")
     found = [out / name for name in PREPARED if (out / name).exists()]
     if not found:
         return
@@ -167,6 +165,8 @@ def prepare(color: list[str | Path], old: list[str | Path], out: str | Path, val
     out = Path(out)
     if block < 1:
         raise AerocolorError(f"--block {block}: must be at least 1 (tiles per block side)")
+    if out.exists() and not out.is_dir():
+        raise AerocolorError(f"--out {out}: is a file, not a folder; give a folder path")
     sets = {"color": [t for f in color for t in read_tiles(f)],
             "old": [t for f in old for t in read_tiles(f)]}
     if not sets["color"] and not sets["old"]:

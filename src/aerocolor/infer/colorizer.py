@@ -20,7 +20,7 @@ import torch.nn.functional as F
 
 from ..color import rgb_from_output
 from ..config import Config
-from ..errors import CheckpointError
+from ..errors import AerocolorError, CheckpointError
 from .generator import DEFAULT_BATCH, DEFAULT_OVERLAP, DEFAULT_TILE, Generator, NormStats
 
 NORM_SAMPLE_PIXELS = 2**21  # pixels that instance-norm statistics are pooled over
@@ -109,6 +109,17 @@ def norm_sample_windows(h: int, w: int, budget: int, block: int = NORM_SAMPLE_SI
     grid = [(t, lft, side, side) for t in range(0, h - side + 1, side)
             for lft in range(0, w - side + 1, side)]
     return spread_sample(grid, max(1, budget // (side * side)))
+
+
+def check_tiling(tile: int, overlap: int, batch_size: int = 1) -> None:
+    """Tiling options a colorizer can work with; the error names the option and the range."""
+    if tile < MIN_SIDE:
+        raise AerocolorError(f"--tile {tile}: tiles must be at least {MIN_SIDE} pixels a side")
+    if not 0 <= overlap < tile:
+        raise AerocolorError(f"--overlap {overlap}: must be between 0 and the tile size minus 1 "
+                             f"({tile - 1}); e.g. --overlap {min(DEFAULT_OVERLAP, tile // 4)}")
+    if batch_size < 1:
+        raise AerocolorError(f"--batch-size {batch_size}: give at least 1 tile per forward pass")
 
 
 class Colorizer:
@@ -221,8 +232,7 @@ class Colorizer:
                     ) -> Iterator[tuple[int, torch.Tensor, torch.Tensor]]:
         """Yield ``(top, gray_rows, raw_rows)``: finished rows of the blended raw output, top to
         bottom, with their gray (both (1,C,rows,W) on the device)."""
-        if overlap >= tile and max(h, w) > tile:
-            raise ValueError(f"overlap ({overlap}) must be smaller than the tile ({tile})")
+        check_tiling(tile, overlap, batch_size)
         z = self.latent(z)
         windows = tile_windows(h, w, tile, overlap)
         tops, lefts = tile_starts(h, tile, overlap), tile_starts(w, tile, overlap)

@@ -9,6 +9,7 @@ import torch
 import torch.nn as nn
 
 from ..config import NetworkConfig
+from ..errors import ConfigError
 from .layers import conv_bias, init_weights, norm_layer, scope_stats
 
 UNET_DEPTHS = {"unet_32": 5, "unet_64": 6, "unet_128": 7, "unet_256": 8}
@@ -34,9 +35,10 @@ class UNetGenerator(nn.Module):
                  norm: str = "batch", dropout: bool = True, nz: int = 0, inject: str = "input"):
         super().__init__()
         if depth < 2:
-            raise ValueError(f"U-Net depth must be at least 2, got {depth}")
+            raise ConfigError(f"model.nets.unet_depth: must be at least 2, got {depth}")
         if inject not in Z_INJECTIONS:
-            raise ValueError(f"unknown z injection {inject!r}: choose {', '.join(Z_INJECTIONS)}")
+            raise ConfigError(f"model.options.where_add: unknown z injection {inject!r}: "
+                              f"choose {', '.join(Z_INJECTIONS)}")
         self.depth, self.nz, self.inject = depth, nz, inject
         ch = _level_channels(ngf, depth)
         bias = conv_bias(norm)
@@ -178,7 +180,7 @@ def unet_depth(cfg: NetworkConfig) -> int:
         return cfg.unet_depth
     if cfg.netG in UNET_DEPTHS:
         return UNET_DEPTHS[cfg.netG]
-    raise ValueError(f"netG {cfg.netG!r} needs nets.unet_depth (number of downsamplings)")
+    raise ConfigError(f"model.nets.netG {cfg.netG!r} needs model.nets.unet_depth (number of downsamplings)")
 
 
 def _resnet_blocks(name: str) -> int | None:
@@ -199,17 +201,18 @@ def build_generator(cfg: NetworkConfig, in_ch: int, out_ch: int, nz: int = 0,
     resnet_6blocks, resnet_9blocks (any resnet_<n>blocks). A latent code (``nz`` > 0, injected
     at ``inject``) needs a U-Net."""
     if cfg.context and not cfg.netG.startswith("resnet"):
-        raise ValueError(f"nets.context needs a ResNet generator (resnet_6blocks, resnet_9blocks), not {cfg.netG!r}")
+        raise ConfigError(f"model.nets.context needs a ResNet generator (resnet_6blocks, resnet_9blocks), "
+                          f"not {cfg.netG!r}")
     if cfg.netG.startswith("unet"):
         net: nn.Module = UNetGenerator(in_ch, out_ch, unet_depth(cfg), cfg.ngf, cfg.norm,
                                        cfg.dropout, nz, inject)
     elif nz:
-        raise ValueError(f"netG {cfg.netG!r} takes no latent code: choose a U-Net (unet_256, unet)")
+        raise ConfigError(f"model.nets.netG {cfg.netG!r} takes no latent code: choose a U-Net (unet_256, unet)")
     elif (n := _resnet_blocks(cfg.netG)) is not None:
         net = ResnetGenerator(in_ch, out_ch, n, cfg.ngf, cfg.norm, cfg.dropout, cfg.context)
     else:
-        raise ValueError(
-            f"unknown netG {cfg.netG!r}: choose unet_128, unet_256, unet (with unet_depth), "
+        raise ConfigError(
+            f"model.nets.netG: unknown generator {cfg.netG!r}: choose unet_128, unet_256, unet (with unet_depth), "
             "resnet_6blocks or resnet_9blocks"
         )
     init_weights(net, cfg.init_type, cfg.init_gain)

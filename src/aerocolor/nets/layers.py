@@ -10,6 +10,8 @@ from dataclasses import dataclass, field
 import torch
 import torch.nn as nn
 
+from ..errors import ConfigError
+
 # (mean, var) per layer that depends on the whole input, keyed by the layer
 WholeInputStats = dict[nn.Module, tuple[torch.Tensor, torch.Tensor]]
 
@@ -87,7 +89,7 @@ def norm_layer(kind: str, channels: int) -> nn.Module:
         return InstanceNorm(channels, affine=False, track_running_stats=False)
     if kind == "none":
         return nn.Identity()
-    raise ValueError(f"unknown norm {kind!r}: choose batch, instance or none")
+    raise ConfigError(f"model.nets.norm: unknown norm {kind!r}: choose batch, instance or none")
 
 
 def conv_bias(kind: str) -> bool:
@@ -110,7 +112,7 @@ def init_weights(net: nn.Module, init_type: str = "normal", gain: float = 0.02) 
             elif init_type == "orthogonal":
                 nn.init.orthogonal_(m.weight, gain=gain)
             else:
-                raise ValueError(f"unknown init_type {init_type!r}")
+                raise ConfigError(f"model.nets.init_type: unknown {init_type!r}")
             if m.bias is not None:
                 nn.init.zeros_(m.bias)
         elif isinstance(m, nn.BatchNorm2d):

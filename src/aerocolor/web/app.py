@@ -226,8 +226,10 @@ async def create_job(
         raise HTTPException(422, f"unknown model {model_id!r}; choose one of "
                                  f"{', '.join(web.catalog.entries)}")
     multimodal = web.catalog.entries[model_id].multimodal
-    if multimodal and not 1 <= samples <= web.settings.max_samples:
-        raise HTTPException(422, f"samples must be between 1 and {web.settings.max_samples}")
+    top = web.settings.max_samples if multimodal else 1
+    if not 1 <= samples <= top:
+        raise HTTPException(422, f"samples {samples}: must be between 1 and {top}"
+                                 + ("" if multimodal else f" (model {model_id!r} gives one colouring)"))
     try:
         web.store.check_room()
         job_id, folder = web.store.reserve()

@@ -1,0 +1,254 @@
+"""Bad inputs, table-driven: every error a user can cause ends in one line naming the input and
+the fix, with exit status 2 and no traceback, and leaves no partial output. Inputs that used to
+fail but are now handled (tiny images, odd PNG modes, unicode paths) colorize with exit 0.
+
+Each case is run through the real entry point (``aerocolor.cli.main``) in-process."""
+
+from __future__ import annotations
+
+import io
+import os
+import struct
+import zlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from aerocolor.cli import main
+from aerocolor.infer import default_model_path
+
+UNWRITABLE = Path("/sys")  # a folder nobody can create files in, root included
+
+
+def png_header_only(path: Path, width: int, height: int) -> Path:
+    """A tiny PNG whose header claims ``width`` x ``height`` pixels (a decompression bomb)."""
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 64))
+                     + chunk(b"IEND", b""))
+    return path
+
+
+def gray_png(path: Path, h: int, w: int, mode: str = "L") -> Path:
+    rng = np.random.default_rng(h * 1000 + w)
+    arr = rng.integers(0, 255, (h, w), dtype=np.uint8)
+    img = Image.fromarray(arr)
+    if mode == "I;16":
+        img = Image.fromarray((arr.astype(np.uint16) * 257))
+    elif mode != "L":
+        img = img.convert(mode)
+    img.save(path)
+    return path
+
+
+def truncated_jpeg(path: Path) -> Path:
+    buf = io.BytesIO()
+    Image.fromarray(np.full((64, 64, 3), 120, np.uint8)).save(buf, format="JPEG")
+    path.write_bytes(buf.getvalue()[:300])
+    return path
+
+
+@dataclass
+class Case:
+    name: str
+    make: Callable[[Path], list[str]]  # tmp folder -> CLI arguments
+    status: int = 2
+    says: tuple[str, ...] = ()  # the one error line names these
+    no_output: str | None = None  # a folder (relative to tmp) that must hold no file afterwards
+
+
+def colorize(*names: str, out: str = "out", extra: tuple[str, ...] = ()) -> Callable[[Path], list[str]]:
+    return lambda tmp: ["colorize", *[str(tmp / n) for n in names], "-o", str(tmp / out), *extra]
+
+
+def files(make: Callable[[Path], None], args: Callable[[Path], list[str]]) -> Callable[[Path], list[str]]:
+    def run(tmp: Path) -> list[str]:
+        make(tmp)
+        return args(tmp)
+    return run
+
+
+def train(*sets: str, extra: tuple[str, ...] = ()) -> Callable[[Path], list[str]]:
+    return lambda tmp: ["train", "-o", str(tmp / "run"), "-q", *extra,
+                        *[a for s in sets for a in ("--set", s)]]
+
+
+def write_text(name: str, text: str) -> Callable[[Path], None]:
+    return lambda tmp: (tmp / name).write_text(text)
+
+
+def write_bytes(name: str, data: bytes) -> Callable[[Path], None]:
+    return lambda tmp: (tmp / name).write_bytes(data)
+
+
+CASES = [
+    # images that cannot be read
+    Case("bomb png", files(lambda t: png_header_only(t / "bomb.png", 100000, 100000), colorize("bomb.png")),
+         says=("bomb.png", "AEROCOLOR_MAX_PIXELS"), no_output="out"),
+    Case("truncated jpeg", files(lambda t: truncated_jpeg(t / "cut.jpg"), colorize("cut.jpg")),
+         says=("cut.jpg", "not a readable image"), no_output="out"),
+    Case("zero bytes", files(write_bytes("empty.png", b""), colorize("empty.png")), says=("empty.png",),
+         no_output="out"),
+    Case("text named .png", files(write_text("notes.png", "hello"), colorize("notes.png")),
+         says=("notes.png", "not a readable image"), no_output="out"),
+    Case("missing input", colorize("nowhere.png"), says=("nowhere.png",)),
+    Case("bomb png in training data", files(
+        lambda t: (t / "data").mkdir() or png_header_only(t / "data" / "bomb.png", 100000, 100000),
+        lambda t: ["train", "--data", str(t / "data"), "-o", str(t / "run"), "-q", "--steps", "1",
+                   "--set", "data.crop_size=32", "--set", "model.nets.netG=unet_128"]),
+         says=("bomb.png", "AEROCOLOR_MAX_PIXELS")),
+    # output paths
+    Case("output is a file", files(lambda t: (gray_png(t / "a.png", 40, 40), write_text("afile", "x")(t)),
+                                   colorize("a.png", out="afile")), says=("--out", "afile", "is a file")),
+    Case("output below a file", files(lambda t: (gray_png(t / "a.png", 40, 40), write_text("afile", "x")(t)),
+                                      colorize("a.png", out="afile/sub")), says=("--out", "afile/sub")),
+    Case("output not writable", files(lambda t: gray_png(t / "a.png", 40, 40),
+                                      lambda t: ["colorize", str(t / "a.png"), "-o", str(UNWRITABLE)]),
+         says=("--out", str(UNWRITABLE), "cannot write")),
+    Case("export into a file's folder", files(write_text("afile", "x"), lambda t: [
+        "export", str(default_model_path()), "--onnx", str(t / "afile" / "m.onnx")]), says=("--onnx", "afile")),
+    Case("tiles output is a file", files(lambda t: (gray_png(t / "a.png", 40, 40), write_text("afile", "x")(t)),
+                                         lambda t: ["tiles", str(t / "a.png"), "-o", str(t / "afile")]),
+         says=("--out", "afile")),
+    Case("prepare output is a file", files(write_text("afile", "x"), lambda t: [
+        "prepare", "--color", str(t), "-o", str(t / "afile")]), says=("afile",)),
+    # colorize options
+    Case("batch size 0", files(lambda t: gray_png(t / "a.png", 40, 40), colorize("a.png", extra=("--batch-size", "0"))),
+         says=("--batch-size 0",), no_output="out"),
+    Case("tile 0", files(lambda t: gray_png(t / "a.png", 40, 40), colorize("a.png", extra=("--tile", "0"))),
+         says=("--tile 0",), no_output="out"),
+    Case("overlap above tile", files(lambda t: gray_png(t / "a.png", 40, 40),
+                                     colorize("a.png", extra=("--overlap", "600"))),
+         says=("--overlap 600", "511"), no_output="out"),
+    Case("negative overlap", files(lambda t: gray_png(t / "a.png", 40, 40),
+                                   colorize("a.png", extra=("--overlap", "-1"))), says=("--overlap -1",)),
+    Case("negative samples", files(lambda t: gray_png(t / "a.png", 40, 40),
+                                   colorize("a.png", extra=("--samples", "-3"))), says=("--samples -3",)),
+    Case("samples on a one-colouring model", files(lambda t: gray_png(t / "a.png", 40, 40),
+                                                   colorize("a.png", extra=("--samples", "2"))),
+         says=("multimodal",)),
+    # checkpoints
+    Case("corrupt checkpoint", files(write_bytes("bad.pt", os.urandom(300)),
+                                     lambda t: ["colorize", str(t / "bad.pt"), str(t / "bad.pt"), "-o", str(t / "o")]),
+         says=("bad.pt",)),
+    Case("checkpoint of another format", files(lambda t: torch.save({"weights": [1, 2]}, t / "other.pt"),
+                                               lambda t: ["info", str(t / "other.pt")]), says=("other.pt",)),
+    Case("missing checkpoint", lambda t: ["info", str(t / "none.pt")], says=("none.pt",)),
+    Case("evaluate with nothing to evaluate", lambda t: ["evaluate", "-o", str(t / "ev")], says=("--data",)),
+    # training configs
+    Case("batch size 0 in config", train("optim.batch_size=0"), says=("optim.batch_size",)),
+    Case("negative crop size", train("data.crop_size=-2"), says=("data.crop_size",)),
+    Case("misspelt generator", train("model.nets.netG=unet_265"), says=("model.nets.netG", "unet_265")),
+    Case("steps 0", train(extra=("--steps", "0")), says=("optim.max_steps",)),
+    Case("negative steps", train(extra=("--steps", "-5")), says=("optim.max_steps",)),
+    Case("config key typo", train("optim.batchsize=2"), says=("optim.batchsize",)),
+    Case("config value of the wrong type", train("optim.lr_G=fast"), says=("optim.lr_G",)),
+    Case("negative learning rate", train("optim.lr_G=-1"), says=("optim.lr_G",)),
+    Case("unknown method", train("model.method=pix3pix"), says=("pix3pix", "pix2pix")),
+    Case("unknown data balance", train("data.balance=by_colour"), says=("data.balance",)),
+    Case("missing config file", lambda t: ["train", "-c", str(t / "none.yaml")], says=("none.yaml",)),
+    Case("config file not a mapping", files(write_text("list.yaml", "- a\n- b\n"),
+                                            lambda t: ["train", "-c", str(t / "list.yaml")]), says=("list.yaml",)),
+    Case("no training images", train(extra=("--data", "/nonexistent-folder")), says=("nonexistent-folder",)),
+    # now handled: these colorize
+    Case("1x1 image", files(lambda t: gray_png(t / "dot.png", 1, 1), colorize("dot.png")), status=0),
+    Case("4x4 image", files(lambda t: gray_png(t / "four.png", 4, 4), colorize("four.png")), status=0),
+    Case("3x500 strip", files(lambda t: gray_png(t / "strip.png", 3, 500), colorize("strip.png")), status=0),
+    Case("16-bit png", files(lambda t: gray_png(t / "deep.png", 50, 60, "I;16"), colorize("deep.png")), status=0),
+    Case("palette png", files(lambda t: gray_png(t / "pal.png", 50, 60, "P"), colorize("pal.png")), status=0),
+    Case("alpha png", files(lambda t: gray_png(t / "alpha.png", 50, 60, "LA"), colorize("alpha.png")), status=0),
+    Case("cmyk jpeg", files(lambda t: Image.new("CMYK", (48, 40), (10, 20, 30, 40)).save(t / "cmyk.jpg"),
+                            colorize("cmyk.jpg")), status=0),
+    Case("unicode and spaces in paths", files(lambda t: gray_png(t / "häuser über 1962.png", 40, 50),
+                                              colorize("häuser über 1962.png", out="ausgabe ü")), status=0),
+]
+
+
+def run_main(args: list[str], capsys) -> tuple[int, str]:
+    try:
+        main(args)
+        code = 0
+    except SystemExit as e:
+        code = e.code if isinstance(e.code, int) else 1
+    return code, capsys.readouterr().err
+
+
+@pytest.fixture(scope="module", autouse=True)
+def bundled_model():
+    if not default_model_path().is_file():
+        pytest.fail(f"the bundled model {default_model_path()} is missing from the package")
+
+
+def test_there_are_at_least_forty_cases():
+    assert len(CASES) >= 40
+    assert len({c.name for c in CASES}) == len(CASES)
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
+def test_bad_input(case: Case, tmp_path: Path, capsys):
+    code, err = run_main(case.make(tmp_path), capsys)
+    assert code == case.status, err
+    assert "Traceback" not in err
+    if case.status == 2:
+        lines = [ln for ln in err.splitlines() if ln.strip()]
+        errors = [ln for ln in lines if ln.startswith("error: ")]
+        assert len(errors) == 1, err
+        for word in case.says:
+            assert word in errors[0], (word, errors[0])
+    if case.no_output:
+        out = tmp_path / case.no_output
+        assert not out.exists() or not [p for p in out.rglob("*") if p.is_file()]
+
+
+def test_a_bad_file_in_a_folder_does_not_stop_the_others(tmp_path, capsys):
+    folder = tmp_path / "scans"
+    folder.mkdir()
+    for i in range(3):
+        gray_png(folder / f"good{i}.png", 40 + i, 50)
+    truncated_jpeg(folder / "bad.jpg")
+    code, err = run_main(["colorize", str(folder), "-o", str(tmp_path / "out")], capsys)
+    assert code == 1
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [f"good{i}_color.png" for i in range(3)]
+    assert "bad.jpg" in err and "1 of 4 inputs failed" in err
+
+
+def test_outputs_follow_the_umask(tmp_path, capsys):
+    gray_png(tmp_path / "a.png", 40, 40)
+    old = os.umask(0o022)
+    try:
+        import aerocolor.imageio as imageio
+
+        assert imageio.FILE_MODE == 0o644 or old != 0o022  # the mode was read from the umask at import
+        code, err = run_main(["colorize", str(tmp_path / "a.png"), "-o", str(tmp_path / "out")], capsys)
+    finally:
+        os.umask(old)
+    assert code == 0, err
+    mode = (tmp_path / "out" / "a_color.png").stat().st_mode & 0o777
+    assert mode == imageio.FILE_MODE and mode & 0o044  # readable by group and others under umask 022
+
+
+def test_debug_shows_the_traceback(tmp_path):
+    from aerocolor.errors import AerocolorError
+
+    with pytest.raises(AerocolorError, match="nowhere.png"):
+        main(["colorize", str(tmp_path / "nowhere.png"), "-o", str(tmp_path / "out"), "--debug"])
+
+
+def test_tiny_images_keep_their_size_and_gray(tmp_path, capsys):
+    from aerocolor.imageio import read_image
+
+    gray_png(tmp_path / "dot.png", 1, 1)
+    gray_png(tmp_path / "strip.png", 3, 500)
+    for name in ("dot", "strip"):
+        code, err = run_main(["colorize", str(tmp_path / f"{name}.png"), "-o", str(tmp_path / "out")], capsys)
+        assert code == 0, err
+        colour, gray = read_image(tmp_path / "out" / f"{name}_color.png"), read_image(tmp_path / f"{name}.png")
+        assert colour.shape == gray.shape + (3,)
+        assert np.abs(colour.mean(axis=2) - gray).mean() < 0.08  # lightness kept
