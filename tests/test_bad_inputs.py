@@ -41,7 +41,7 @@ def gray_png(path: Path, h: int, w: int, mode: str = "L") -> Path:
     arr = rng.integers(0, 255, (h, w), dtype=np.uint8)
     img = Image.fromarray(arr)
     if mode == "I;16":
-        img = Image.fromarray((arr.astype(np.uint16) * 257))
+        img = Image.fromarray(arr.astype(np.uint16) * 257)
     elif mode != "L":
         img = img.convert(mode)
     img.save(path)
