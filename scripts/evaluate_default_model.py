@@ -1,13 +1,14 @@
 """Numbers for docs/model-card.md: a model against the trivial baselines on color/val.
 
-color/val is split per subfolder (aid, maps, neon): the first half of each sorted subfolder is
+color/val is split per subfolder (aid, maps, neon, rsscn7): the first half of each sorted subfolder is
 the *selection* half, the second half the *report* half that model choice never sees.
 
 Baselines, each keeping the input's L*: gray output (a* = b* = 0) and the training set's mean
-colour (the mean a*, b* over color/train). Prints a Markdown table of mean CIEDE2000 and FID
-(against the half's colour truth), and FID of colorized old/val photos against color/val.
+colour (the mean a*, b* over color/train). Prints a Markdown table of mean CIEDE2000 (overall and
+per subfolder), colourfulness and FID (against the half's colour truth), and FID of old/val photos
+against color/val, gray as they are and colorized by each model.
 
-    python scripts/evaluate_default_model.py [CKPT] --half report
+    python scripts/evaluate_default_model.py [CKPT ...] --half report
 
 Torch uses 2 threads (the environment variable EVAL_THREADS changes that).
 """
@@ -20,10 +21,12 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from tqdm import tqdm
 
 from aerocolor.color import lab_to_rgb, lightness_from_gray, rgb_to_lab, to_tensor
 from aerocolor.colorize import to_gray
 from aerocolor.data.datasets import as_rgb, nodata_mask
+from aerocolor.evaluate import colorfulness
 from aerocolor.fid import fid_features, frechet_distance
 from aerocolor.imageio import list_images, read_image
 from aerocolor.infer import default_model_path, load_colorizer
@@ -71,7 +74,7 @@ def with_constant_ab(gray: np.ndarray, ab: np.ndarray) -> np.ndarray:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("checkpoint", nargs="?", default=None)
+    ap.add_argument("checkpoints", nargs="*", help="models to score (default: the bundled model)")
     ap.add_argument("--half", choices=["selection", "report"], default="report")
     ap.add_argument("--old-limit", type=int, default=58)
     ap.add_argument("--no-fid", action="store_true", help="colour differences only (fast)")
@@ -82,34 +85,48 @@ def main() -> None:
         write_lists(Path(args.write_lists))
         return
     torch.set_num_threads(int(os.environ.get("EVAL_THREADS", "2")))
-    colorizer = load_colorizer(args.checkpoint or default_model_path(), "cpu")
+    models = {str(c): load_colorizer(c, "cpu") for c in (args.checkpoints or [default_model_path()])}
     mean_ab = mean_training_ab()
     files = val_half(args.half)
-    outputs: dict[str, list[np.ndarray]] = {"model": [], "gray (ab = 0)": [], "training mean colour": []}
-    scores: dict[str, list[float]] = {k: [] for k in outputs}
-    truths = []
-    for f in files:
+    names = [*models, "gray (ab = 0)", "training mean colour"]
+    outputs: dict[str, list[np.ndarray]] = {k: [] for k in names}
+    scores: dict[str, list[float]] = {k: [] for k in names}
+    colourful: dict[str, list[float]] = {k: [] for k in [*names, "truth"]}
+    truths, subsets = [], []
+    for f in tqdm(files, desc=f"{args.half} half", unit="image"):
         truth = as_rgb(read_image(f))
         gray, mask = to_gray(truth), nodata_mask(truth)
-        candidates = {"model": colorizer.colorize(gray), "gray (ab = 0)": with_constant_ab(gray, np.zeros(2)),
-                      "training mean colour": with_constant_ab(gray, mean_ab)}
+        candidates = {k: c.colorize(gray) for k, c in models.items()}
+        candidates |= {"gray (ab = 0)": with_constant_ab(gray, np.zeros(2)),
+                       "training mean colour": with_constant_ab(gray, mean_ab)}
         for k, img in candidates.items():
             outputs[k].append(img)
             scores[k].append(mean_ciede2000(img, truth, mask))
+            colourful[k].append(colorfulness(img, mask > 0))
+        colourful["truth"].append(colorfulness(truth, mask > 0))
         truths.append(truth)
+        subsets.append(f.parent.name)
     print(f"{args.half} half of color/val: {len(files)} images; training mean a*b* = "
-          f"({mean_ab[0]:.2f}, {mean_ab[1]:.2f}); model {colorizer.source}\n")
-    print("| output | mean CIEDE2000 | FID vs truth |")
-    print("|---|---|---|")
+          f"({mean_ab[0]:.2f}, {mean_ab[1]:.2f})\n")
+    subs = sorted(set(subsets))
+    print("| output | mean CIEDE2000 | " + " | ".join(f"{s} ({subsets.count(s)})" for s in subs)
+          + " | colourfulness | FID vs truth |")
+    print("|---" * (len(subs) + 4) + "|")
     truth_feats = None if args.no_fid else fid_features(truths)
-    for k in outputs:
+    for k in names:
+        per = [np.nanmean([v for v, s in zip(scores[k], subsets, strict=True) if s == sub]) for sub in subs]
         fid = "n/a" if truth_feats is None else f"{frechet_distance(fid_features(outputs[k]), truth_feats):.1f}"
-        print(f"| {k} | {np.nanmean(scores[k]):.2f} | {fid} |")
+        print(f"| {k} | {np.nanmean(scores[k]):.2f} | " + " | ".join(f"{v:.2f}" for v in per)
+              + f" | {np.mean(colourful[k]):.1f} | {fid} |")
+    print(f"| truth | 0 | {' | '.join('0' for _ in subs)} | {np.mean(colourful['truth']):.1f} | 0 |")
     if not args.no_fid:
         old = list_images(DATA / "old/val")[: args.old_limit]
-        old_fid = frechet_distance(fid_features(colorizer.colorize(read_image(f)) for f in old),
-                                   fid_features(read_image(f) for f in list_images(DATA / "color/val")))
-        print(f"\nFID of {len(old)} colorized old/val photos against color/val: {old_fid:.1f}")
+        reference = fid_features(read_image(f) for f in list_images(DATA / "color/val"))
+        print(f"\nFID of {len(old)} old/val photos against color/val:")
+        print(f"- gray, as they are: {frechet_distance(fid_features(read_image(f) for f in old), reference):.1f}")
+        for k, c in models.items():
+            fid = frechet_distance(fid_features(c.colorize(read_image(f)) for f in old), reference)
+            print(f"- colorized by {k}: {fid:.1f}")
 
 
 if __name__ == "__main__":

@@ -59,7 +59,9 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # torch raises many kinds for a bad file
-        raise CheckpointError(f"{path}: not an aerocolor checkpoint ({type(e).__name__}: {e})") from None
+        first = (str(e).strip().splitlines() or [""])[0].split(". ")[0][:120]  # torch's first sentence
+        raise CheckpointError(f"{path}: not an aerocolor checkpoint ({type(e).__name__}: {first}); give a "
+                              ".pt file written by 'aerocolor train' or 'aerocolor export'") from None
     if not isinstance(ckpt, dict) or "config" not in ckpt or "nets" not in ckpt:
         raise CheckpointError(f"{path}: not an aerocolor checkpoint (no config or weights inside)")
     if ckpt.get("format", 0) > FORMAT:

@@ -147,7 +147,7 @@ def read_yaml_mapping(path: Path, what: str, examples: str) -> dict:
 def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> Config:
     """Load a YAML config (or the defaults) and apply overrides."""
     data: dict = {}
-    source = "defaults"
+    source = "config (defaults and --set)"
     if path is not None:
         data = read_yaml_mapping(Path(path), "config file", "configs/")
         source = str(path)

@@ -14,6 +14,8 @@ from .layers import conv_bias, init_weights, norm_layer, scope_stats
 
 UNET_DEPTHS = {"unet_32": 5, "unet_64": 6, "unet_128": 7, "unet_256": 8}
 Z_INJECTIONS = ("input", "all", "middle")
+GENERATOR_CHOICES = ("unet_32, unet_64, unet_128, unet_256, unet (with model.nets.unet_depth), "
+                     "resnet_6blocks, resnet_9blocks (any resnet_<n>blocks)")
 
 
 def _level_channels(ngf: int, depth: int) -> list[int]:
@@ -180,6 +182,8 @@ def unet_depth(cfg: NetworkConfig) -> int:
         return cfg.unet_depth
     if cfg.netG in UNET_DEPTHS:
         return UNET_DEPTHS[cfg.netG]
+    if cfg.netG != "unet":
+        raise ConfigError(f"model.nets.netG: unknown generator {cfg.netG!r}: choose {GENERATOR_CHOICES}")
     raise ConfigError(f"model.nets.netG {cfg.netG!r} needs model.nets.unet_depth (number of downsamplings)")
 
 
@@ -211,10 +215,7 @@ def build_generator(cfg: NetworkConfig, in_ch: int, out_ch: int, nz: int = 0,
     elif (n := _resnet_blocks(cfg.netG)) is not None:
         net = ResnetGenerator(in_ch, out_ch, n, cfg.ngf, cfg.norm, cfg.dropout, cfg.context)
     else:
-        raise ConfigError(
-            f"model.nets.netG: unknown generator {cfg.netG!r}: choose unet_128, unet_256, unet (with unet_depth), "
-            "resnet_6blocks or resnet_9blocks"
-        )
+        raise ConfigError(f"model.nets.netG: unknown generator {cfg.netG!r}: choose {GENERATOR_CHOICES}")
     init_weights(net, cfg.init_type, cfg.init_gain)
     for m in net.modules():
         if isinstance(m, SceneContext):

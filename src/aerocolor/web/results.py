@@ -19,7 +19,7 @@ from .catalog import ModelCatalog
 from .jobs import Job
 from .uploads import Upload, decode_upload, suffix_for
 
-GRAY_ARRAY = "gray.npy"
+GRAY_ARRAY = "gray.npz"  # 16-bit, compressed: exact for 8- and 16-bit inputs, small on disk
 GRAY_PNG = "gray.png"
 SOURCE_RASTER = "source.tif"  # a georeferenced upload, kept until its GeoTIFFs are written
 
@@ -46,7 +46,7 @@ def store_upload(file: BinaryIO, folder: Path, name: str, max_pixels: int) -> Up
             saved.rename(folder / SOURCE_RASTER)
     finally:
         saved.unlink(missing_ok=True)
-    np.save(folder / GRAY_ARRAY, upload.gray)
+    np.savez_compressed(folder / GRAY_ARRAY, gray=np.round(upload.gray * 65535.0).astype(np.uint16))
     write_image(folder / GRAY_PNG, upload.gray)
     return upload
 
@@ -58,6 +58,8 @@ def write_geotiff(path: Path, colour: np.ndarray, source: Path) -> Path:
         bands = [1, 2, 3] if src.count >= 3 else [1]
         profile, has_mask = output_profile(src, bands, "deflate")
         valid = (src.read_masks(bands) > 0).all(axis=0)
+        if np.dtype(src.dtypes[0]).kind == "f":  # NaN no-data without a nodata tag
+            valid &= np.isfinite(src.read(bands)).all(axis=0)
 
     def write(tmp: str) -> None:
         with rasterio.Env(GDAL_TIFF_INTERNAL_MASK=True), rasterio.open(tmp, "w", **profile) as dst:
@@ -72,7 +74,8 @@ def colorize_job(job: Job, catalog: ModelCatalog, tile: int) -> None:
     """Colorize a job's gray input into one PNG (and GeoTIFF, for a georeferenced input) per
     sample, reporting progress on the job."""
     colorizer = catalog.colorizer(job.model)
-    gray = np.load(job.folder / GRAY_ARRAY)
+    with np.load(job.folder / GRAY_ARRAY) as saved:
+        gray = (saved["gray"].astype(np.float64) / 65535.0).astype(np.float32)
     codes = colorizer.latent_codes(job.samples, job.seed) if colorizer.multimodal else [None]
     tiles = len(tile_windows(*gray.shape, tile, DEFAULT_OVERLAP))
     total = tiles * len(codes)
