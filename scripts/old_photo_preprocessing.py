@@ -9,7 +9,7 @@ photos, by the FID of the results against color/val (lower: closer to real colou
   (a tone-curve match to the training distribution; no-data black is left out);
 - clahe: contrast-limited adaptive histogram equalisation (scikit-image, clip 0.01).
 
-    python scripts/old_photo_preprocessing.py [CKPT] [--limit 58]
+    python scripts/old_photo_preprocessing.py [CKPT ...] [--limit 58]
 
 An input normalisation earns a place in the product only if it lowers this FID.
 """
@@ -56,20 +56,22 @@ def clahe(gray: np.ndarray) -> np.ndarray:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("checkpoint", nargs="?", default=None)
+    ap.add_argument("checkpoints", nargs="*", help="models (default: the bundled model)")
     ap.add_argument("--limit", type=int, default=58)
     args = ap.parse_args()
     torch.set_num_threads(2)
-    colorizer = load_colorizer(args.checkpoint or default_model_path(), "cpu")
     target = training_quantiles()
     old = [read_image(f) for f in list_images(DATA / "old/val")[: args.limit]]
     reference = fid_features(read_image(f) for f in list_images(DATA / "color/val"))
     variants = {"none": lambda g: g, "quantile": lambda g: quantile_match(g, target), "clahe": clahe}
-    print(f"FID of {len(old)} colorized old/val photos against color/val; model {colorizer.source}\n")
-    print("| input normalisation | FID |\n|---|---|")
-    for name, fn in variants.items():
-        fid = frechet_distance(fid_features(colorizer.colorize(fn(g)) for g in old), reference)
-        print(f"| {name} | {fid:.1f} |")
+    print(f"FID of {len(old)} old/val photos against color/val (gray as they are: "
+          f"{frechet_distance(fid_features(old), reference):.1f})\n")
+    print("| model | input normalisation | FID |\n|---|---|---|")
+    for ckpt in args.checkpoints or [default_model_path()]:
+        colorizer = load_colorizer(ckpt, "cpu")
+        for name, fn in variants.items():
+            fid = frechet_distance(fid_features(colorizer.colorize(fn(g)) for g in old), reference)
+            print(f"| {ckpt} | {name} | {fid:.1f} |", flush=True)
 
 
 if __name__ == "__main__":
