@@ -63,3 +63,17 @@ def web_server(web_models: Path, tmp_path_factory) -> str:
     with served(["--models", str(web_models), "--device", "cpu", "--max-upload-mb", "2",
                  "--max-megapixels", "4"], log) as url:
         yield url
+
+
+@pytest.fixture(scope="session")
+def town_tiles(shared_data: Path, tmp_path_factory) -> Path:
+    """The 4-band town raster cut into 64 px tiles by ``aerocolor tiles`` (with a manifest)."""
+    from typer.testing import CliRunner
+
+    from aerocolor.cli import app
+
+    out = tmp_path_factory.mktemp("town_tiles")
+    res = CliRunner().invoke(app, ["tiles", str(shared_data / "geo/town_rgbn_5m.tif"), "-o", str(out),
+                                   "--size", "64"])
+    assert res.exit_code == 0, res.output
+    return out

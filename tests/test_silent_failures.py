@@ -169,14 +169,6 @@ def test_a_nan_loss_stops_training_naming_step_and_files(shared_data):
     assert sampler.keys_at(6) == list(iter(EpochSampler(len(dataset), 2, seed=0, start_step=6)).__next__())
 
 
-@pytest.fixture(scope="module")
-def town_tiles(shared_data, tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("town_tiles")
-    res = run_cli("tiles", shared_data / "geo/town_rgbn_5m.tif", "-o", out, "--size", "64")
-    assert res.exit_code == 0, res.output
-    return out
-
-
 def tile_names(folder: Path) -> set[str]:
     return {p.name for p in folder.glob("*.png")}
 

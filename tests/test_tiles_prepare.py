@@ -26,14 +26,6 @@ def manifest(folder: Path) -> list[dict]:
     return [json.loads(line) for line in (folder / "manifest.jsonl").read_text().splitlines()]
 
 
-@pytest.fixture(scope="module")
-def town_tiles(shared_data, tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("town_tiles")
-    res = run_cli("tiles", shared_data / "geo/town_rgbn_5m.tif", "-o", out, "--size", "64")
-    assert res.exit_code == 0, res.output
-    return out
-
-
 def test_tiles_keep_pixels_and_georeference(shared_data, town_tiles):
     import rasterio
     from rasterio.windows import Window
