@@ -18,6 +18,8 @@ from .config import Config, ModelConfig, build_config
 from .errors import CheckpointError
 from .imageio import atomic_write
 
+CKPT_SUFFIXES = (".pt", ".pth", ".ckpt", ".onnx")  # model files: checkpoints and ONNX exports
+
 FORMAT = 1
 
 

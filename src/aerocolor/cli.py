@@ -20,7 +20,6 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
-CKPT_SUFFIXES = (".pt", ".pth", ".ckpt", ".onnx")
 
 
 def _version(value: bool) -> None:
@@ -92,6 +91,7 @@ def colorize(
     """Colorize gray aerial photos (PNG, JPEG, TIFF; any size). Colour inputs are converted to gray first.
 
     Rasters (GeoTIFF, COG, JPEG2000, VRT) are streamed tile by tile into georeferenced .tif outputs."""
+    from .checkpoint import CKPT_SUFFIXES
     from .colorize import colorize_files, expand_inputs, latent_variants
     from .imageio import output_folder
     from .infer import load_colorizer

@@ -11,8 +11,7 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..checkpoint import checkpoint_config, load_checkpoint
-from ..cli import CKPT_SUFFIXES
+from ..checkpoint import CKPT_SUFFIXES, checkpoint_config, load_checkpoint
 from ..errors import AerocolorError
 from ..infer import Colorizer, default_model_path, load_colorizer
 from ..methods import get_method
