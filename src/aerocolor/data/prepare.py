@@ -23,7 +23,7 @@ import numpy as np
 
 from ..color import gray_from_rgb, to_numpy, to_tensor
 from ..errors import AerocolorError
-from ..imageio import atomic_write, read_image, write_image
+from ..imageio import atomic_write, output_folder, read_image, write_image
 from .ageing import Ageing, age_image
 from .datasets import as_rgb
 from .manifest import read_manifest
@@ -165,8 +165,7 @@ def prepare(color: list[str | Path], old: list[str | Path], out: str | Path, val
     out = Path(out)
     if block < 1:
         raise AerocolorError(f"--block {block}: must be at least 1 (tiles per block side)")
-    if out.exists() and not out.is_dir():
-        raise AerocolorError(f"--out {out}: is a file, not a folder; give a folder path")
+    output_folder(out)
     sets = {"color": [t for f in color for t in read_tiles(f)],
             "old": [t for f in old for t in read_tiles(f)]}
     if not sets["color"] and not sets["old"]:

@@ -113,15 +113,24 @@ class GrayRaster:
 
     def valid(self, top: int, left: int, height: int, width: int,
               data: np.ndarray | None = None) -> np.ndarray:
-        win = Window(left, top, width, height)
-        data = self.src.read(self.bands, window=win) if data is None else data
-        ok = (self.src.read_masks(self.bands, window=win) > 0).all(axis=0)
-        return ok & np.isfinite(data).all(axis=0) if np.issubdtype(data.dtype, np.floating) else ok
+        return valid_mask(self.src, self.bands, Window(left, top, width, height), data)
 
     def read(self, top: int, left: int, height: int, width: int) -> np.ndarray:
         data = self.src.read(self.bands, window=Window(left, top, width, height))
         gray = self._to_gray(data)
         return np.where(self.valid(top, left, height, width, data), gray, np.float32(self.fill))
+
+
+def valid_mask(src, bands: list[int], window: Window | None = None, data: np.ndarray | None = None
+               ) -> np.ndarray:
+    """True where every band holds data: not masked (nodata value or mask band) and, in a float
+    raster, finite (NaN no-data often comes without a nodata tag). ``data``: the bands already read
+    for ``window``, so float rasters are not read twice."""
+    ok = (src.read_masks(bands, window=window) > 0).all(axis=0)
+    if np.dtype(src.dtypes[bands[0] - 1]).kind != "f":
+        return ok
+    data = src.read(bands, window=window) if data is None else data
+    return ok & np.isfinite(data).all(axis=0)
 
 
 def open_raster(path: Path):

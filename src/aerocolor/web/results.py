@@ -14,7 +14,7 @@ import rasterio
 
 from ..imageio import atomic_write, write_image
 from ..infer.colorizer import DEFAULT_OVERLAP, tile_windows
-from ..infer.raster import open_raster, output_profile, quantize
+from ..infer.raster import open_raster, output_profile, quantize, valid_mask
 from .catalog import ModelCatalog
 from .jobs import Job
 from .uploads import Upload, decode_upload, suffix_for
@@ -57,9 +57,7 @@ def write_geotiff(path: Path, colour: np.ndarray, source: Path) -> Path:
     with open_raster(source) as src:
         bands = [1, 2, 3] if src.count >= 3 else [1]
         profile, has_mask = output_profile(src, bands, "deflate")
-        valid = (src.read_masks(bands) > 0).all(axis=0)
-        if np.dtype(src.dtypes[0]).kind == "f":  # NaN no-data without a nodata tag
-            valid &= np.isfinite(src.read(bands)).all(axis=0)
+        valid = valid_mask(src, bands)
 
     def write(tmp: str) -> None:
         with rasterio.Env(GDAL_TIFF_INTERNAL_MASK=True), rasterio.open(tmp, "w", **profile) as dst:
