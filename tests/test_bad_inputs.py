@@ -138,7 +138,7 @@ CASES = [
     Case("image over --max-pixels, into tiles", files(lambda t: gray_png(t / "a.png", 40, 40),
                                                       lambda t: ["tiles", str(t / "a.png"), "-o", str(t / "out"),
                                                                  "--max-pixels", "1000"]),
-         says=("a.png", "40 x 40", "--max-pixels"), no_output="out"),
+         says=("a.png", "40 x 40 pixels, more than the limit of 1,000", "--max-pixels"), no_output="out"),
     Case("max-pixels 0", files(lambda t: gray_png(t / "a.png", 40, 40), colorize("a.png", extra=("--max-pixels", "0"))),
          says=("--max-pixels 0",), no_output="out"),
     # fetch plans: counted without listing them, refused above --max-tiles (before any request)
@@ -328,3 +328,11 @@ def test_max_pixels_raises_the_limit_for_one_command(tmp_path, capsys, monkeypat
     assert code == 0, err
     assert (tmp_path / "out" / "a_color.png").is_file()
     assert Image.MAX_IMAGE_PIXELS == 1000  # the option ends with its command
+
+
+def test_the_readme_troubleshooting_table_lists_every_case():
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    section = readme.split("## Troubleshooting", 1)[1].split("\n## ", 1)[0]
+    listed = {row.split(" | ")[0].removeprefix("| ") for row in section.splitlines() if row.startswith("| ")}
+    missing = [c.name for c in CASES if c.name not in listed]
+    assert not missing, f"add them with scripts/troubleshooting_table.py: {missing}"

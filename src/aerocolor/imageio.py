@@ -57,8 +57,7 @@ def set_pixel_limit(limit: int) -> None:
     """Refuse images whose header claims more than ``limit`` pixels (``--max-pixels``; the
     same limit as AEROCOLOR_MAX_PIXELS)."""
     if limit < 1:
-        raise AerocolorError(f"--max-pixels {limit}: give a positive pixel count, e.g. "
-                             f"--max-pixels {4 * Image.MAX_IMAGE_PIXELS}")
+        raise AerocolorError(f"--max-pixels {limit}: give a positive pixel count, e.g. --max-pixels 500000000")
     Image.MAX_IMAGE_PIXELS = limit
 
 
@@ -75,13 +74,14 @@ def kept_pixel_limit() -> Iterator[None]:
 def check_pixel_count(path: str | Path, width: int, height: int) -> None:
     """Refuse an image whose header claims more pixels than the limit (a decompression bomb)."""
     if width * height > Image.MAX_IMAGE_PIXELS:
-        raise ImageReadError(_bomb_message(path, f" ({width} x {height})"))
+        raise ImageReadError(_bomb_message(path, f"{width} x {height} pixels, more than the limit of "
+                                                 f"{Image.MAX_IMAGE_PIXELS:,}"))
 
 
-def _bomb_message(path: str | Path, size: str = "") -> str:
-    return (f"{path}: its header claims more than {Image.MAX_IMAGE_PIXELS:,} pixels{size} (a guard "
-            "against decompression bombs); if the file is trusted, raise the limit with "
-            f"--max-pixels N (or {MAX_PIXELS_ENV}=N)")
+def _bomb_message(path: str | Path, claim: str | None = None) -> str:
+    claim = claim or f"more than {Image.MAX_IMAGE_PIXELS:,} pixels"
+    return (f"{path}: its header claims {claim} (a guard against decompression bombs); if the file "
+            f"is trusted, raise the limit with --max-pixels N (or {MAX_PIXELS_ENV}=N)")
 
 
 def _scale(arr: np.ndarray) -> np.ndarray:

@@ -117,7 +117,8 @@ def cut_raster(path: str | Path, out_dir: str | Path, size: int = 256, stride: i
                 data = src.read(band_list, window=win)
                 share = valid_fraction(data, src.dataset_mask(window=win))
             except RasterioIOError as e:
-                gdal_reason = str(e.__cause__ or e).split(": ", 1)[-1]  # without the path and band
+                # GDAL's reason, without the path and band before it and the tuning hint after it
+                gdal_reason = str(e.__cause__ or e).split(": ", 1)[-1].split(" (")[0]
                 raise RasterError(f"{path}: unreadable from row {int(win.row_off)} on ({gdal_reason}); "
                                   "the file is truncated or corrupt: fetch or export it again") from None
             rel = f"{path.stem}/{row:04d}_{col:04d}.png"
