@@ -336,3 +336,24 @@ def test_the_readme_troubleshooting_table_lists_every_case():
     listed = {row.split(" | ")[0].removeprefix("| ") for row in section.splitlines() if row.startswith("| ")}
     missing = [c.name for c in CASES if c.name not in listed]
     assert not missing, f"add them with scripts/troubleshooting_table.py: {missing}"
+
+
+def test_tiles_leave_nothing_partial_and_clear_the_staging_of_killed_runs(tmp_path, capsys):
+    from aerocolor.data.tiles import STAGING_PREFIX
+    from aerocolor.imageio import list_images
+
+    out = tmp_path / "out"
+    abandoned = out / f"{STAGING_PREFIX}999999999" / "old"  # a run killed before it moved its tiles
+    abandoned.mkdir(parents=True)
+    gray_png(abandoned / "0000_0000.png", 64, 64)
+    assert list_images(out) == []  # work in progress is never taken for images
+    gray_png(tmp_path / "good.png", 128, 128)
+    truncated_jpeg(tmp_path / "cut.jpg", 300, keep=0.5)
+    args = ["tiles", str(tmp_path / "good.png"), str(tmp_path / "cut.jpg"), "-o", str(out), "--size", "64"]
+    code, err = run_main(args, capsys)
+    assert code == 2 and "cut.jpg" in err
+    assert [p for p in out.rglob("*") if p.is_file()] == []  # good.png's tiles were not kept either
+    code, err = run_main(args[:2] + args[3:], capsys)
+    assert code == 0, err
+    assert sorted(p.name for p in list_images(out)) == [f"000{r}_000{c}.png" for r in (0, 1) for c in (0, 1)]
+    assert sorted(p.name for p in out.iterdir()) == ["good", "manifest.jsonl"]  # no staging left

@@ -37,7 +37,9 @@ def list_images(folders: str | Path | list[str | Path], recursive: bool = True) 
             found.append(p)
         elif p.is_dir():
             pattern = "**/*" if recursive else "*"
-            found += [f for f in p.glob(pattern) if f.suffix.lower() in IMAGE_SUFFIXES]
+            # hidden entries are work in progress (atomic temp files, staging folders), not images
+            found += [f for f in p.glob(pattern) if f.suffix.lower() in IMAGE_SUFFIXES
+                      and not any(part.startswith(".") for part in f.relative_to(p).parts)]
         else:
             raise ImageReadError(f"{p}: no such file or folder; give a folder of images or image files")
     return sorted(found)

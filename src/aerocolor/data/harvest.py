@@ -95,26 +95,25 @@ class TilePlan:
     def spans(self) -> Iterator[tuple[int, int, int]]:
         """(row, first column, last column) of each run of planned tiles, row by row."""
         (r0, r1), (c0, c1) = self.rows, self.cols
-        if c0 > c1:
-            return
-        for row in range(r0, r1 + 1):
-            if self.rectangle:
-                yield row, c0, c1
-                continue
-            _, bottom, _, top = self.matrix.tile_bounds(row, c0)
-            strip = self.geometry.intersection(shapely.box(self.geometry.bounds[0], bottom,
-                                                           self.geometry.bounds[2], top))
-            # each connected piece of the area within a row covers a contiguous run of columns
-            runs = sorted(self.matrix.tile_range(piece.bounds)[2:]
-                          for piece in getattr(strip, "geoms", [strip]) if piece.area > 0)
-            merged: list[list[int]] = []
-            for a, b in runs:
-                if merged and a <= merged[-1][1] + 1:
-                    merged[-1][1] = max(merged[-1][1], b)
-                elif a <= b:
-                    merged.append([a, b])
-            for a, b in merged:
+        for row in range(r0, r1 + 1) if c0 <= c1 else ():
+            for a, b in [(c0, c1)] if self.rectangle else self._runs_in_row(row):
                 yield row, a, b
+
+    def _runs_in_row(self, row: int) -> list[list[int]]:
+        """[first, last] column of each run of tiles in ``row`` that share area with the area:
+        each connected piece of the area within the row covers one contiguous run."""
+        left, _, right, _ = self.geometry.bounds
+        _, bottom, _, top = self.matrix.tile_bounds(row, 0)
+        strip = self.geometry.intersection(shapely.box(left, bottom, right, top))
+        pieces = sorted(self.matrix.tile_range(piece.bounds)[2:]
+                        for piece in getattr(strip, "geoms", [strip]) if piece.area > 0)
+        runs: list[list[int]] = []
+        for a, b in pieces:
+            if runs and a <= runs[-1][1] + 1:
+                runs[-1][1] = max(runs[-1][1], b)
+            elif a <= b:
+                runs.append([a, b])
+        return runs
 
     @cached_property
     def count(self) -> int:
