@@ -324,6 +324,9 @@ def test_max_pixels_raises_the_limit_for_one_command(tmp_path, capsys, monkeypat
     args = ["colorize", str(tmp_path / "a.png"), "-o", str(tmp_path / "out")]
     code, err = run_main(args, capsys)
     assert code == 2 and "more than 1,000 pixels" in err
+    code, err = run_main(args + ["--max-pixels", "1500"], capsys)
+    assert code == 2 and "more than 1,500 pixels" in err
+    assert Image.MAX_IMAGE_PIXELS == 1000  # a failed command gives its limit back too
     code, err = run_main(args + ["--max-pixels", "2000"], capsys)
     assert code == 0, err
     assert (tmp_path / "out" / "a_color.png").is_file()

@@ -21,15 +21,16 @@ app = typer.Typer(
 )
 
 
-def _set_max_pixels(value: int | None) -> int | None:
+def _set_max_pixels(ctx: typer.Context, value: int | None) -> int | None:
     if value is not None:
-        from .imageio import set_pixel_limit
+        from .imageio import kept_pixel_limit, set_pixel_limit
 
+        ctx.with_resource(kept_pixel_limit())  # the previous limit comes back when the command ends
         set_pixel_limit(value)
     return value
 
 
-# the same limit as AEROCOLOR_MAX_PIXELS, for this command only (main() restores it)
+# the same limit as AEROCOLOR_MAX_PIXELS, for one command
 MaxPixels = Annotated[int | None, typer.Option(
     "--max-pixels", callback=_set_max_pixels,
     help="Refuse images whose header claims more pixels than this, a guard against decompression bombs "
@@ -241,11 +242,8 @@ def main(argv: list[str] | None = None) -> None:
     args = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in args or os.environ.get("AEROCOLOR_DEBUG", "") not in ("", "0")
     args = [a for a in args if a != "--debug"]
-    from .imageio import kept_pixel_limit
-
     try:
-        with kept_pixel_limit():
-            app(args=args)
+        app(args=args)
     except (AerocolorError, OSError) as e:
         if debug or (isinstance(e, OSError) and not e.filename):
             raise  # an OSError without a file is no input of the user's: a bug to report

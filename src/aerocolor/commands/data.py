@@ -101,7 +101,7 @@ def fetch(
     if dry_run:
         total = sum(p.count for p in plans)
         each = estimate_tile_bytes(plans, Fetcher(session, RateLimit(rate), timeout, retries=0))
-        typer.echo(f"dry run: {total:,} tiles, about {total * each / 1e6:,.1f} MB "
+        typer.echo(f"dry run: {total:,} tiles, about {_data_size(total * each)} "
                    f"({each / 1e3:.0f} kB a tile) into {out}")
         if total > max_tiles:
             typer.echo(f"note: more than --max-tiles {max_tiles:,}: the fetch would need "
@@ -119,6 +119,14 @@ def fetch(
         typer.echo(f"{len(result.failed)} tiles failed; rerun the same command to fetch them",
                    err=True)
         raise typer.Exit(1)
+
+
+def _data_size(n_bytes: float) -> str:
+    """'12.3 MB', '4.5 TB': MB up to 10,000, then the largest unit that keeps the number short."""
+    value, units = n_bytes / 1e6, ["MB", "GB", "TB", "PB", "EB"]
+    while value >= 10_000 and len(units) > 1:
+        value, units = value / 1000, units[1:]
+    return f"{value:,.1f} {units[0]}"
 
 
 def _int_list(text: str | None) -> list[int] | None:
