@@ -7,7 +7,8 @@ Prints four tables:
 2. fill quality inside the true damage (one pixel wider) of each type: PSNR and SSIM of the
    Telea fill, the network fill and the auto choice, against the clean image;
 3. the same by size of the damaged area (the choice of ``fill_min_area``);
-4. end to end (detected masks) and the mean change of undamaged images, in gray levels.
+4. end to end (detected masks, default strength), and per --strength: detection of any damage
+   and the mean change of undamaged images, in gray levels.
 
     python benchmarks/restore_quality.py --images 40
 """
@@ -30,12 +31,13 @@ from aerocolor.data.damage import DAMAGE_TYPES, LABEL, draw_damage
 from aerocolor.imageio import list_images, read_image
 from aerocolor.restore.fill import classical_fill, network_fill
 from aerocolor.restore.model import load_restore_model
-from aerocolor.restore.restore import RestoreOptions, Restorer
+from aerocolor.restore.restore import RestoreOptions, Restorer, strength_threshold
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 HELD_OUT_TAG = 2
 SIZE_BINS = (0, 16, 64, 256, 1024, 10**9)
 SIDE = 320
+STRENGTHS = (0.3, 0.5, 0.6, 0.7, 0.8, 0.9)
 
 
 def val_grays(n: int) -> list[np.ndarray]:
@@ -73,10 +75,21 @@ def main() -> None:
     fills = {k: {m: [] for m in ("classical", "network", "auto")} for k in DAMAGE_TYPES}
     ssims = {k: {m: [] for m in ("classical", "network", "auto")} for k in DAMAGE_TYPES}
     by_size = {b: {m: [] for m in ("classical", "network")} for b in SIZE_BINS[:-1]}
-    end_to_end, clean_change, damaged_err = [], [], []
+    end_to_end, damaged_err = [], []
+    sweep = {s: np.zeros(3, np.int64) for s in STRENGTHS}
+    sweep_change: dict[float, list[float]] = {s: [] for s in STRENGTHS}
     for i, clean in enumerate(grays):
         damaged, labels = draw_damage(clean, [HELD_OUT_TAG, i])
-        found = restorer.detect(damaged)
+        probs = restorer.damage_probabilities(damaged)
+        found = restorer.labels(probs)
+        clean_probs = restorer.damage_probabilities(clean)
+        for strength in STRENGTHS:
+            threshold = strength_threshold(strength)
+            hit, false = restorer.labels(probs, threshold) > 0, restorer.labels(clean_probs, threshold) > 0
+            truth_any = labels > 0
+            fill_false = binary_dilation(false, iterations=1)
+            sweep[strength] += [(truth_any & hit).sum(), (~truth_any & hit).sum(), (truth_any & ~hit).sum()]
+            sweep_change[strength].append(np.abs(restorer.fill(clean, fill_false) - clean).mean() * 255)
         for k in DAMAGE_TYPES:
             truth, pred = labels == LABEL[k], found == LABEL[k]
             counts[k] += [(truth & pred).sum(), (~truth & pred).sum(), (truth & ~pred).sum(),
@@ -107,7 +120,6 @@ def main() -> None:
         truth_any = labels > 0
         end_to_end.append(((restored - clean)[truth_any] ** 2).sum() / truth_any.sum())
         damaged_err.append(((damaged - clean)[truth_any] ** 2).sum() / truth_any.sum())
-        clean_change.append(np.abs(restorer.restore(clean)[0] - clean).mean() * 255)
 
     print(f"machine: 2-core x86_64 CPU ({platform.processor() or platform.machine()}), torch threads "
           f"{a.threads}, {date.today()}, {len(grays)} color/val images ({SIDE} px crops), "
@@ -134,7 +146,14 @@ def main() -> None:
     print("\nend to end (detected masks, auto fill): PSNR in the damage "
           f"{10 * np.log10(1 / np.mean(end_to_end)):.2f} dB "
           f"(damaged input {10 * np.log10(1 / np.mean(damaged_err)):.2f} dB)")
-    print(f"undamaged images: mean change {np.mean(clean_change):.3f} gray levels (max {np.max(clean_change):.3f})")
+    print("\n| --strength | threshold | any-damage precision | recall | F1 | undamaged images: mean change "
+          "(gray levels) | max |\n|---|---|---|---|---|---|---|")
+    for strength in STRENGTHS:
+        tp, fp, fn = sweep[strength]
+        prec, rec = tp / max(1, tp + fp), tp / max(1, tp + fn)
+        print(f"| {strength} | {strength_threshold(strength):.2f} | {prec:.3f} | {rec:.3f} | "
+              f"{2 * prec * rec / max(1e-9, prec + rec):.3f} | {np.mean(sweep_change[strength]):.3f} | "
+              f"{np.max(sweep_change[strength]):.3f} |")
 
 
 if __name__ == "__main__":

@@ -111,9 +111,15 @@ def colorize(
     files = expand_inputs(items)
     output_folder(out)
     if restore or mask_borders:
+        import atexit
+        import shutil
+        import tempfile
+
         from .restore.restore import restore_before_colorizing
 
-        files = restore_before_colorizing(files, out, mask_borders, device)
+        work = Path(tempfile.mkdtemp(prefix=".restored-", dir=out))
+        atexit.register(shutil.rmtree, work, ignore_errors=True)  # also when colorizing fails
+        files = restore_before_colorizing(files, out, work, mask_borders, device)
     colorizer = load_colorizer(model, device, backend)
     raster = RasterOptions(band=band, stretch=stretch, cog=cog, match_resolution=match_resolution,
                            tile=tile, overlap=overlap, batch_size=batch_size)
@@ -127,6 +133,8 @@ def colorize(
                              skip_existing=skip_existing, warn=lambda m: typer.echo(m, err=True),
                              raster=raster, latents=latent_variants(colorizer, samples, style, seed),
                              on_error=report if len(files) > 1 else None)
+    if restore or mask_borders:
+        shutil.rmtree(work, ignore_errors=True)
     for p in written:
         typer.echo(str(p))
     if failed:

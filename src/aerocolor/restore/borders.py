@@ -5,10 +5,11 @@ flat no-data areas (pure black or white) reaching in from the edge."""
 from __future__ import annotations
 
 import numpy as np
-from scipy.ndimage import binary_dilation, label, uniform_filter
+from scipy.ndimage import binary_opening, label, uniform_filter
 
 EXTREME = 0.08  # darker than this or brighter than 1 - this: film border or no-data
-BORDER_SHARE = 0.6  # a row or column with this share of border pixels lies in the frame border
+MIN_PICTURE_SHARE = 0.2  # a picture smaller than this share of the scan is not looked for
+RIM = 2  # pixels of the border's edge that the local-std window counts as content
 FLAT_STD = 0.01  # no-data areas inside the picture are flat to this
 MIN_NODATA_SHARE = 0.002  # flat edge areas smaller than this share of the image are left alone
 
@@ -18,39 +19,34 @@ def _local_std(g: np.ndarray, size: int = 5) -> np.ndarray:
     return np.sqrt(np.maximum(uniform_filter(g * g, size) - mean * mean, 0))
 
 
-def _inner_span(share: np.ndarray) -> tuple[int, int]:
-    """First and last index (exclusive) between the border runs at both ends of a profile."""
-    n = len(share)
-    lo = 0
-    while lo < n and share[lo] >= BORDER_SHARE:
-        lo += 1
-    hi = n
-    while hi > lo and share[hi - 1] >= BORDER_SHARE:
-        hi -= 1
-    return lo, hi
-
-
 def picture_area(gray: np.ndarray) -> np.ndarray:
     """Gray HxW in [0, 1] (a decimated view of the scan) -> True on the picture itself, False on
-    the frame border, its marks and data strip, and flat no-data areas touching the edge."""
+    the frame border, its marks and data strip, and flat no-data areas touching the edge.
+
+    The picture is the bounding box of the largest area that is not flat black or white (the
+    film border is; marks and data strips are separate islands in it), less flat extreme areas
+    reaching in from its edge (torn corners, no-data)."""
     g = np.asarray(gray, np.float32)
     h, w = g.shape
     extreme = (g < EXTREME) | (g > 1 - EXTREME)
-    border = extreme & (_local_std(g) < 0.05)
-    top, bottom = _inner_span(border.mean(axis=1))
-    left, right = _inner_span(border.mean(axis=0))
-    keep = np.zeros((h, w), bool)
-    if bottom - top < h // 5 or right - left < w // 5:
-        return ~keep  # no picture left inside: not a frame, mask nothing
+    content = binary_opening(~(extreme & (_local_std(g) < 0.05)), iterations=2)
+    regions, n = label(content)
+    sizes = np.bincount(regions.ravel(), minlength=n + 1)
+    sizes[0] = 0
+    keep = np.ones((h, w), bool)
+    if n == 0 or sizes.max() < MIN_PICTURE_SHARE * h * w:
+        return keep  # no picture large enough: not a frame, mask nothing
+    ys, xs = np.nonzero(regions == sizes.argmax())
+    top, left = (v + RIM if v > 0 else 0 for v in (ys.min(), xs.min()))
+    bottom = ys.max() + 1 - RIM if ys.max() + 1 < h else h
+    right = xs.max() + 1 - RIM if xs.max() + 1 < w else w
+    keep[:] = False
     keep[top:bottom, left:right] = True
-    if (top, left, bottom, right) != (0, 0, h, w):  # drop the rim where picture meets border
-        keep &= ~binary_dilation(~keep, iterations=1)
     flat = extreme & (_local_std(g, 3) < FLAT_STD) & keep
     regions, n = label(flat)
     if n:
-        touching = set(np.unique(np.concatenate([regions[0], regions[-1], regions[:, 0], regions[:, -1],
-                                                 regions[top], regions[bottom - 1],
-                                                 regions[:, left], regions[:, right - 1]])))
+        touching = np.unique(np.concatenate([regions[top], regions[bottom - 1],
+                                             regions[:, left], regions[:, right - 1]]))
         sizes = np.bincount(regions.ravel(), minlength=n + 1)
         drop = [r for r in touching if r and sizes[r] >= MIN_NODATA_SHARE * h * w]
         keep &= ~np.isin(regions, drop)

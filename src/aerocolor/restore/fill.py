@@ -14,11 +14,13 @@ TELEA_RADIUS = 3
 
 
 def classical_fill(gray: np.ndarray, mask: np.ndarray) -> np.ndarray:
-    """Telea's fast-marching fill of ``mask`` (HxW bool) in a float HxW image."""
+    """Telea's fast-marching fill of ``mask`` (HxW bool) in a gray HxW image in [0, 1] (filled
+    in 16 bits: OpenCV's float path returns noise)."""
     if not mask.any():
         return gray
-    return cv2.inpaint(np.ascontiguousarray(gray, np.float32), mask.astype(np.uint8), TELEA_RADIUS,
-                       cv2.INPAINT_TELEA)
+    g16 = (np.clip(gray, 0, 1) * 65535 + 0.5).astype(np.uint16)
+    filled = cv2.inpaint(g16, mask.astype(np.uint8), TELEA_RADIUS, cv2.INPAINT_TELEA)
+    return np.where(mask, filled.astype(np.float32) / 65535, gray).astype(np.float32)
 
 
 @torch.no_grad()
@@ -49,10 +51,11 @@ def large_areas(mask: np.ndarray, min_area: int) -> np.ndarray:
 
 
 def choose_fill(gray: np.ndarray, mask: np.ndarray, net: torch.nn.Module | None, method: str,
-                min_area: int) -> np.ndarray:
+                min_area: int | None) -> np.ndarray:
     """Fill ``mask``: ``classical``, ``network``, or ``auto`` (the net for areas of ``min_area``
-    pixels or more, where it measured better, Telea for the small ones)."""
-    if method == "classical" or net is None:
+    pixels or more, where it measured better, Telea for the small ones; Telea everywhere when
+    ``min_area`` is None, the net having measured better nowhere)."""
+    if method == "classical" or net is None or (method == "auto" and min_area is None):
         return classical_fill(gray, mask)
     if method == "network":
         return network_fill(net, gray, mask)

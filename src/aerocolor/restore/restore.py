@@ -35,14 +35,14 @@ from .nets import SIZE_MULTIPLE
 BORDER_LABEL = len(DAMAGE_TYPES) + 1  # mask code of the frame border set to nodata
 MASK_CODES = {0: "clean", **{v: k for k, v in LABEL.items()}, BORDER_LABEL: "frame border (nodata)"}
 FILL_METHODS = ("auto", "classical", "network")
-BORDER_SAMPLE = 1024  # longest side of the decimated view the frame is found on
+DEFAULT_DAMAGE_P = 0.03  # see strength_threshold
 DEFAULT_MIN_AREA = 64  # damaged areas from this many pixels get the network fill (auto)
 
 
 @dataclass(frozen=True)
 class RestoreOptions:
     repair: tuple[str, ...] = DAMAGE_TYPES
-    strength: float = 0.5  # 0 repairs nothing, 1 repairs anything that may be damage
+    strength: float = 0.5  # 0 repairs almost nothing, 1 anything that may be damage
     mask_borders: bool = False
     fill: str = "auto"
     tile: int = 512
@@ -72,6 +72,13 @@ def check_options(opts: RestoreOptions) -> None:
                           f"({opts.halo})")
 
 
+def strength_threshold(strength: float) -> float:
+    """The damage probability above which a pixel is repaired: 1 - P ** (2 (1 - strength)) with
+    P = DEFAULT_DAMAGE_P, so strength 0.5 repairs pixels more than 1 - P likely damaged (measured
+    to leave clean photos nearly unchanged), 1 repairs anything, 0 almost nothing."""
+    return float(max(0.0, 1 - DEFAULT_DAMAGE_P ** (2 * (1 - strength))))
+
+
 class Restorer:
     """A restoration model ready to run: detection with tiles and halos, and fills."""
 
@@ -84,8 +91,8 @@ class Restorer:
         self.device = pick_device(opts.device)
         self.detector = model.detector.to(self.device).eval()
         self.inpainter = None if model.inpainter is None else model.inpainter.to(self.device).eval()
-        self.min_area = int(model.notes.get("fill_min_area", DEFAULT_MIN_AREA))
-        self.threshold = 0.95 - 0.9 * opts.strength
+        self.min_area = model.notes.get("fill_min_area", DEFAULT_MIN_AREA)
+        self.threshold = strength_threshold(opts.strength)
         self.keep = torch.tensor([0] + [LABEL[n] for n in opts.repair], device=self.device)
 
     @classmethod
@@ -114,8 +121,12 @@ class Restorer:
 
     def detect(self, gray: np.ndarray) -> np.ndarray:
         """Labels HxW uint8 of the damage to repair: 0 clean, else ``LABEL[type]``."""
-        probs = self.damage_probabilities(gray)
-        damaged = 1 - probs[0] > self.threshold
+        return self.labels(self.damage_probabilities(gray))
+
+    def labels(self, probs: torch.Tensor, threshold: float | None = None) -> np.ndarray:
+        """Class probabilities -> labels: damage where its probability exceeds ``threshold``
+        (default: the one of ``--strength``), of the most likely type, if it is to be repaired."""
+        damaged = 1 - probs[0] > (self.threshold if threshold is None else threshold)
         kind = probs[1:].argmax(0) + 1
         labels = torch.where(damaged & torch.isin(kind, self.keep), kind, torch.zeros_like(kind))
         return labels.to(torch.uint8).cpu().numpy()
@@ -245,18 +256,12 @@ def restore_file(restorer: Restorer, path: Path, out_dir: Path, progress: bool =
     return target, mask_target
 
 
-def restore_before_colorizing(inputs: list[Path], out_dir: Path, mask_borders: bool = False,
+def restore_before_colorizing(inputs: list[Path], out_dir: Path, work_dir: Path, mask_borders: bool = False,
                               device: str = "auto") -> list[Path]:
-    """``colorize --restore``: restored copies of the inputs (same names, in a temporary folder
-    inside ``out_dir`` removed at exit) to colorize instead; the masks go to ``out_dir``."""
-    import atexit
-    import shutil
-    import tempfile
-
+    """``colorize --restore``: restored copies of the inputs, with the same names, in
+    ``work_dir``, to colorize instead; the masks go to ``out_dir``."""
     restorer = Restorer.load(None, RestoreOptions(mask_borders=mask_borders, device=device))
-    tmp = Path(tempfile.mkdtemp(prefix=".restored-", dir=out_dir))
-    atexit.register(shutil.rmtree, tmp, True)
-    return [restore_file(restorer, p, tmp, mask_dir=out_dir)[0] for p in inputs]
+    return [restore_file(restorer, p, work_dir, mask_dir=out_dir)[0] for p in inputs]
 
 
 def restore_files(restorer: Restorer, inputs: list[Path], out_dir: Path, progress: bool = True,

@@ -45,6 +45,7 @@ class TrainOptions:
     max_images: int = 600
     old_share: float = 0.25
     seed: int = 0
+    init: Path | None = None  # go on from this restoration model file's nets
 
 
 def load_pool(folders: list[str], n: int, rng: np.random.Generator) -> list[np.ndarray]:
@@ -114,6 +115,17 @@ def _loop(name: str, opts: TrainOptions, loss_fn, optim, sched, log_every: int =
     return step
 
 
+def _initial(net: torch.nn.Module, opts: TrainOptions, part: str) -> torch.nn.Module:
+    """``net`` in training mode, with the weights of ``part`` from ``opts.init`` where given."""
+    if opts.init is not None:
+        from .model import load_restore_model
+
+        previous = getattr(load_restore_model(opts.init), part)
+        if previous is not None:
+            net.load_state_dict(previous.state_dict())
+    return net.train()
+
+
 def _setup(opts: TrainOptions, seed: int, net: torch.nn.Module):
     """The random generator, image pools, optimiser and one-cycle schedule of a training run."""
     rng = np.random.default_rng(seed)
@@ -127,7 +139,7 @@ def _setup(opts: TrainOptions, seed: int, net: torch.nn.Module):
 
 def train_detector(opts: TrainOptions) -> tuple[torch.nn.Module, int]:
     """A damage segmenter trained with class-weighted cross-entropy."""
-    net = damage_detector(opts.width).train()
+    net = _initial(damage_detector(opts.width), opts, "detector")
     rng, colour, old, optim, sched = _setup(opts, opts.seed, net)
     weights = torch.tensor(CLASS_WEIGHTS)
 
@@ -141,7 +153,7 @@ def train_detector(opts: TrainOptions) -> tuple[torch.nn.Module, int]:
 def train_inpainter(opts: TrainOptions) -> tuple[torch.nn.Module, int]:
     """An inpainting net trained with L1 inside the damage masks (blotches and holes, plus
     scratches and hairs for thin gaps)."""
-    net = inpainter(opts.width).train()
+    net = _initial(inpainter(opts.width), opts, "inpainter")
     rng, colour, old, optim, sched = _setup(opts, opts.seed + 1, net)
     params = Damage(dust=0.3, hairs=0.5, scratches=0.5, blotches=3.0, holes=1.5)
 
