@@ -1,5 +1,5 @@
 """A before/after contact sheet of restoration on real 1960s photos (old/val): rows of
-scan | restored | filled pixels in red over the restored photo.
+scan, then for each strength: restored | filled pixels in red over the restored photo.
 
     python scripts/restore_sheet.py --out docs/restore-sheet.jpg
 
@@ -32,15 +32,19 @@ def main() -> None:
     p.add_argument("--out", type=Path, default=Path("docs/restore-sheet.jpg"))
     p.add_argument("--photos", type=int, default=6)
     p.add_argument("--model", type=Path, default=None)
+    p.add_argument("--strengths", type=float, nargs="+", default=[0.5, 0.8])
     a = p.parse_args()
     torch.set_num_threads(1)
-    restorer = Restorer.load(a.model, RestoreOptions(device="cpu"))
+    restorers = [Restorer.load(a.model, RestoreOptions(device="cpu", strength=s)) for s in a.strengths]
     files = list_images(DATA / "old/val")
     rows = []
     for i in np.linspace(0, len(files) - 1, a.photos).round().astype(int):
         gray = read_image(files[i])
-        restored, codes = restorer.restore(gray)
-        rows.append(side_by_side(gray, restored, overlay(restored, codes)))
+        panels = [gray]
+        for restorer in restorers:
+            restored, codes = restorer.restore(gray)
+            panels += [restored, overlay(restored, codes)]
+        rows.append(side_by_side(*panels))
         rows.append(np.ones((8, rows[-1].shape[1], 3), np.float32))
     print(write_image(a.out, np.concatenate(rows[:-1], axis=0)))
 
