@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import numpy as np
@@ -12,6 +13,7 @@ import rasterio
 import torch
 import torch.nn.functional as F
 from rasterio.transform import Affine
+from scipy.ndimage import binary_dilation
 
 from aerocolor.cli import main
 from aerocolor.color import gray_from_rgb, to_tensor
@@ -232,3 +234,32 @@ def test_bad_input_files_give_one_line(bundled, tmp_path, capsys):
             main(["restore", str(bad), "-o", str(tmp_path / "out")])
         err = capsys.readouterr().err.strip()
         assert e.value.code == 2 and message in err and len(err.splitlines()) == 1, err
+
+
+def test_web_job_restores_damage_when_asked(web_server, gray, bundled):
+    import io
+
+    import httpx
+    from PIL import Image
+
+    from aerocolor.imageio import to_uint8
+
+    damaged, labels = draw_damage(gray[:160, :160], [3, 4])
+    buf = io.BytesIO()
+    Image.fromarray(to_uint8(damaged)).save(buf, format="PNG")
+    shown = {}
+    for restore in (False, True):
+        response = httpx.post(f"{web_server}/api/jobs", files={"image": ("scan.png", buf.getvalue())},
+                              data={"model": "tiny.pt", "restore": str(restore).lower()}, timeout=60)
+        assert response.status_code == 202, response.text
+        for _ in range(600):
+            job = httpx.get(f"{web_server}/api/jobs/{response.json()['id']}").json()
+            if job["state"] in ("done", "failed"):
+                break
+            time.sleep(0.1)
+        assert job["state"] == "done", job
+        shown[restore] = np.asarray(Image.open(io.BytesIO(httpx.get(web_server + job["gray"]).content)))
+    assert np.array_equal(shown[False], to_uint8(damaged))
+    changed = shown[True] != shown[False]
+    near_damage = binary_dilation(labels > 0, iterations=2)
+    assert changed.any() and (changed & ~near_damage).mean() < 0.01
