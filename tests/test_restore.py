@@ -263,3 +263,20 @@ def test_web_job_restores_damage_when_asked(web_server, gray, bundled):
     changed = shown[True] != shown[False]
     near_damage = binary_dilation(labels > 0, iterations=2)
     assert changed.any() and (changed & ~near_damage).mean() < 0.01
+
+
+def test_strips_and_tiles_agree_with_one_pass(bundled, gray, tmp_path):
+    from aerocolor.restore.restore import restore_file
+
+    damaged, _ = draw_damage(gray, [3, 5])
+    src = write_tif(tmp_path / "scan.tif", (damaged * 255).astype(np.uint8)[None])
+    outputs = {}
+    for name, opts in (("one", RestoreOptions(device="cpu", strength=0.8)),
+                       ("strips", RestoreOptions(device="cpu", strength=0.8, tile=128, halo=32, strip=96))):
+        restore_file(Restorer(bundled, opts), src, tmp_path / name, progress=False)
+        with rasterio.open(tmp_path / name / "scan.tif") as r, rasterio.open(tmp_path / name / "scan_mask.tif") as m:
+            outputs[name] = r.read(1).astype(int), m.read(1)
+    (one, one_codes), (strips, strip_codes) = outputs["one"], outputs["strips"]
+    assert (one_codes > 0).sum() > 500
+    assert ((one_codes > 0) == (strip_codes > 0)).mean() > 0.995
+    assert np.abs(one - strips).mean() < 0.5
