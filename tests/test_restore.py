@@ -280,3 +280,18 @@ def test_strips_and_tiles_agree_with_one_pass(bundled, gray, tmp_path):
     assert (one_codes > 0).sum() > 500
     assert ((one_codes > 0) == (strip_codes > 0)).mean() > 0.995
     assert np.abs(one - strips).mean() < 0.5
+
+
+def test_source_mask_band_is_kept(bundled, gray, tmp_path):
+    data = (gray * 255).astype(np.uint8)
+    valid = np.ones(data.shape, bool)
+    valid[:, :50] = False
+    with rasterio.Env(GDAL_TIFF_INTERNAL_MASK=True):
+        src = write_tif(tmp_path / "masked.tif", data[None])
+        with rasterio.open(src, "r+") as ds:
+            ds.write_mask(valid.astype(np.uint8) * 255)
+    with pytest.raises(SystemExit):
+        main(["restore", str(src), "-o", str(tmp_path / "out"), "-q"])
+    with rasterio.open(tmp_path / "out/masked.tif") as out, rasterio.open(tmp_path / "out/masked_mask.tif") as m:
+        assert np.array_equal(out.dataset_mask() > 0, valid)
+        assert (m.read(1)[~valid] == 0).all()

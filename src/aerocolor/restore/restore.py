@@ -17,6 +17,7 @@ import numpy as np
 import rasterio
 import torch
 import torch.nn.functional as F
+from rasterio.enums import MaskFlags
 from rasterio.errors import NotGeoreferencedWarning
 from rasterio.windows import Window
 from scipy.ndimage import binary_dilation, grey_dilation
@@ -207,7 +208,9 @@ def restore_file(restorer: Restorer, path: Path, out_dir: Path, progress: bool =
             scale = (gray.hi - gray.lo) or 1.0
             area = picture_area(gray._sample().filled(0.0)) if opts.mask_borders else None
             profile, mask_profile = output_profiles(src)
-            write_dataset_mask = area is not None and src.nodata is None and target.suffix == ".tif"
+            source_masked = MaskFlags.all_valid not in src.mask_flag_enums[0]  # a mask band or alpha
+            write_dataset_mask = (target.suffix == ".tif" and src.nodata is None
+                                  and (area is not None or source_masked))
 
             def write_both(tmp_image: str, tmp_mask: str) -> None:
                 strips = restore_strips(restorer, lambda t, n: (
@@ -220,7 +223,8 @@ def restore_file(restorer: Restorer, path: Path, out_dir: Path, progress: bool =
                         codes, fill_mask = restorer.damage(g, valid)
                         out = raw.copy()
                         for b in range(raw.shape[0]):
-                            filled = restorer.fill((raw[b] - gray.lo) / scale, fill_mask)
+                            band = np.where(valid, (raw[b] - gray.lo) / scale, gray.fill)  # no NaN nodata in fills
+                            filled = restorer.fill(band, fill_mask)
                             out[b][fill_mask] = filled[fill_mask] * scale + gray.lo
                         out, codes, valid = out[:, off:off + rows], codes[off:off + rows], valid[off:off + rows]
                         if area is not None:
