@@ -104,6 +104,8 @@ def colorize(
     style: Annotated[Path | None, typer.Option(help="Multimodal models: take the colours of this reference colour image.")] = None,
     seed: Annotated[int, typer.Option(help="Seed of the --samples latent codes.")] = 0,
     max_pixels: MaxPixels = None,
+    restore: Annotated[bool, typer.Option("--restore", help="Repair dust, scratches, blotches and holes first (see aerocolor restore); the damage masks go to OUT/NAME_mask.tif.")] = False,
+    mask_borders: Annotated[bool, typer.Option("--mask-borders", help="With --restore: leave the frame border, fiducials and data strip as nodata.")] = False,
 ) -> None:
     """Colorize gray aerial photos (PNG, JPEG, TIFF; any size). Colour inputs are converted to gray first.
 
@@ -127,6 +129,16 @@ def colorize(
         raise AerocolorError(f"--samples {samples}: give 0 (one colorization) or a positive count")
     files = expand_inputs(items)
     output_folder(out)
+    if restore or mask_borders:
+        import atexit
+        import shutil
+        import tempfile
+
+        from .restore.restore import restore_before_colorizing
+
+        work = Path(tempfile.mkdtemp(prefix=".restored-", dir=out))
+        atexit.register(shutil.rmtree, work, ignore_errors=True)  # also when colorizing fails
+        files = restore_before_colorizing(files, out, work, mask_borders, device)
     colorizer = load_colorizer(model, device, backend)
     raster = RasterOptions(band=band, stretch=stretch, cog=cog, match_resolution=match_resolution,
                            tile=tile, overlap=overlap, batch_size=batch_size)
@@ -140,6 +152,8 @@ def colorize(
                              skip_existing=skip_existing, warn=lambda m: tqdm.write(m, file=sys.stderr),
                              raster=raster, latents=latent_variants(colorizer, samples, style, seed),
                              on_error=report if len(files) > 1 else None)
+    if restore or mask_borders:
+        shutil.rmtree(work, ignore_errors=True)
     for p in written:
         typer.echo(str(p))
     if failed:
@@ -233,6 +247,7 @@ def user_error_line(e: AerocolorError | OSError) -> str:
 # Sub-commands of other areas live in commands/ and register on `app` when imported, one line each.
 from .commands import data as _data_commands  # noqa: E402,F401
 from .commands import evaluate as _evaluate_commands  # noqa: E402,F401
+from .commands import restore as _restore_commands  # noqa: E402,F401
 from .commands import web as _web_commands  # noqa: E402,F401
 
 

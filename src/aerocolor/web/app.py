@@ -218,6 +218,7 @@ async def create_job(
     image: UploadFile = File(..., description="PNG, JPEG, TIFF or GeoTIFF; colour becomes gray"),
     model: str | None = Form(None, description="a model id from /api/models (default: default)"),
     samples: int = Form(1, description="how many different colourings (multimodal models)"),
+    restore: bool = Form(False, description="repair dust, hairs, scratches, blotches and holes first"),
 ) -> JobInfo:
     """Upload an image and queue its colorization; poll the job until its state is done."""
     web = context(request)
@@ -243,7 +244,7 @@ async def create_job(
         job = Job(id=job_id, folder=folder, name=name, model=model_id,
                   samples=samples if multimodal else 1, width=upload.gray.shape[1],
                   height=upload.gray.shape[0], seed=secrets.randbits(63),
-                  georeferenced=upload.georeferenced, notes=upload.notes)
+                  georeferenced=upload.georeferenced, notes=upload.notes, restore=restore)
         web.store.submit(job)
     except UploadError as e:
         shutil.rmtree(folder, ignore_errors=True)

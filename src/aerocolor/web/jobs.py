@@ -40,6 +40,7 @@ class Job:
     seed: int = 0
     georeferenced: bool = False
     notes: list[str] = field(default_factory=list)
+    restore: bool = False  # repair damage before colorizing
     state: str = QUEUED
     progress: float = 0.0
     error: str | None = None

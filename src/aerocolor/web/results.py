@@ -6,6 +6,7 @@ Every file in it has a fixed name; nothing a user sends becomes part of a path.
 from __future__ import annotations
 
 import shutil
+from functools import lru_cache
 from pathlib import Path
 from typing import BinaryIO
 
@@ -68,12 +69,23 @@ def write_geotiff(path: Path, colour: np.ndarray, source: Path) -> Path:
     return atomic_write(path, write)
 
 
+@lru_cache(maxsize=1)
+def restorer():
+    """The bundled restoration model, loaded once (it keeps nothing between calls)."""
+    from ..restore.restore import RestoreOptions, Restorer
+
+    return Restorer.load(None, RestoreOptions(device="cpu"))
+
+
 def colorize_job(job: Job, catalog: ModelCatalog, tile: int) -> None:
     """Colorize a job's gray input into one PNG (and GeoTIFF, for a georeferenced input) per
     sample, reporting progress on the job."""
     colorizer = catalog.colorizer(job.model)
     with np.load(job.folder / GRAY_ARRAY) as saved:
         gray = (saved["gray"].astype(np.float64) / 65535.0).astype(np.float32)
+    if job.restore:
+        gray = restorer().restore(gray)[0]
+        write_image(job.folder / GRAY_PNG, gray)  # show what was colorized
     codes = colorizer.latent_codes(job.samples, job.seed) if colorizer.multimodal else [None]
     tiles = len(tile_windows(*gray.shape, tile, DEFAULT_OVERLAP))
     total = tiles * len(codes)

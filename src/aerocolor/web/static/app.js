@@ -82,6 +82,7 @@ async function colorize() {
   form.append("image", state.file);
   form.append("model", $("model").value);
   if (currentModel().multimodal) form.append("samples", $("samples").value);
+  if ($("restore").checked) form.append("restore", "true");
   $("colorize").disabled = true;
   showMessage("");
   setStatus("working");
