@@ -1,13 +1,13 @@
 """ONNX export of any method's generator, and running it with onnxruntime.
 
 The exported graph takes ``gray`` (N,1,H,W) sRGB gray in [0, 1] (H and W multiples of the
-``size_multiple`` in its metadata, any size otherwise) and, for multimodal methods, ``z``
-(N, z_dim), and for reference models ``reference`` (N,4,H,W), the colour reference's
-planes (see :mod:`aerocolor.reference`; zeros: no reference). It returns ``raw``, the
-generator's output (RGB in [-1, 1], or a*/110, b*/110 in ``lab`` mode), and ``rgb``, the
-colour image in [0, 1] with the lab recombination done inside (the full-resolution L* of the input joined with the predicted ab). The metadata holds the colour
-mode, the normalisation, the tile size and overlap to use and the full training config, so the
-file is self-describing like a checkpoint.
+``size_multiple`` in its metadata, any size otherwise) and, for multimodal methods, ``z`` (N,
+z_dim), and for reference models ``reference`` (N,4,H,W), the colour reference's planes (see
+:mod:`aerocolor.reference`; zeros: no reference). It returns ``raw``, the generator's output (RGB
+in [-1, 1], or a*/110, b*/110 in ``lab`` mode), and ``rgb``, the colour image in [0, 1] with the
+lab recombination done inside (the full-resolution L* of the input joined with the predicted ab).
+The metadata holds the colour mode, the normalisation, the tile size and overlap to use and the
+full training config, so the file is self-describing like a checkpoint.
 
 Instance-normalised generators get two more inputs, both optional (they have defaults), and one
 more output, so that tiles of a large input can share normalisation statistics as they do with
