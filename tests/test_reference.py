@@ -265,3 +265,41 @@ def test_training_references_are_made_from_the_truth():
     assert torch.equal(flat.amax(2), flat.amin(2))  # one colour over the whole crop
     assert float(planes[local, 2].amax()) == 1.0 and planes[local, 3].abs().max() == 0
     assert float(planes[:, :2].abs().max()) < 1.0
+
+
+def test_web_api_takes_a_reference(shared_data, tmp_path, reference_checkpoint, tiny_checkpoint):
+    import httpx
+    from test_web_api import fetch_image, wait_done
+
+    from aerocolor.web.launch import served
+
+    models = tmp_path / "models"
+    models.mkdir()
+    (models / "ref.pt").symlink_to(reference_checkpoint)
+    (models / "tiny.pt").symlink_to(tiny_checkpoint)
+    files = naip_files(shared_data)
+    inp = write_window(files[0], tmp_path / "input.tif", Window(0, 0, 96, 80), gray=True)
+    ref = write_window(files[3], tmp_path / "ref.tif", Window(0, 0, 200, 200))
+    far = write_window(files[3], tmp_path / "far.tif", Window(600, 500, 100, 100))
+
+    def post(url: str, reference: Path | None, **form) -> httpx.Response:
+        files = {"image": ("old.tif", inp.read_bytes())}
+        if reference is not None:
+            files["reference"] = (reference.name, reference.read_bytes())
+        return httpx.post(f"{url}/api/jobs", files=files, data=form, timeout=60)
+
+    with served(["--models", str(models), "--device", "cpu"], tmp_path / "server.log") as url:
+        listed = {m["id"]: m["reference"] for m in httpx.get(f"{url}/api/models").json()}
+        assert listed["ref.pt"] is True and listed["tiny.pt"] is False
+        plain = wait_done(url, post(url, None, model="ref.pt").json()["id"])
+        job = post(url, ref, model="ref.pt")
+        assert job.status_code == 202 and job.json()["reference_strength"] == 1.0
+        done = wait_done(url, job.json()["id"])
+        coloured = fetch_image(url + done["results"][0]["png"])
+        assert np.abs(coloured - fetch_image(url + plain["results"][0]["png"])).max() > 0.05
+        refused = post(url, far, model="ref.pt")
+        assert refused.status_code == 422 and "does not overlap" in refused.json()["detail"]
+        wrong = post(url, ref, model="tiny.pt")
+        assert wrong.status_code == 422 and "takes no colour reference" in wrong.json()["detail"]
+        strength = post(url, ref, model="ref.pt", reference_strength="2")
+        assert strength.status_code == 422 and "between 0 and 1" in strength.json()["detail"]
