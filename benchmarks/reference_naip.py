@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 import rasterio
 import torch
+from tqdm import tqdm
 
 from aerocolor.color import gray_from_rgb, lab_to_rgb, lightness_from_gray, to_tensor
 from aerocolor.data.balance import scene_label
@@ -75,14 +76,14 @@ def table(title: str, header: list[str], rows: list[list[str]]) -> None:
         print("| " + " | ".join(r) + " |")
 
 
-def naip_pairs(model, baseline) -> None:
-    files = sorted((DATA / "geo" / "naip_series").glob("*.tif"))
+def naip_pairs(model, baseline, n_dates: int) -> None:
+    files = sorted((DATA / "geo" / "naip_series").glob("*.tif"))[:n_dates]
     dates = {f: read_date(f) for f in files}
     scale = model.config.model.reference.scale
     no_ref = {f: (mean_ciede2000(baseline.colorize(d[1]), d[0], d[2]),
                   mean_ciede2000(model.colorize(d[1]), d[0], d[2])) for f, d in dates.items()}
     rows, scores = [], []
-    for x, y in permutations(files, 2):
+    for x, y in tqdm(list(permutations(files, 2)), desc="date pairs"):
         rgb, gray, valid, grid = dates[x]
         rgb_y, valid_y = on_grid(y, grid)
         both = valid & valid_y
@@ -115,7 +116,7 @@ def palette_pairs(model, baseline, half: str, limit: int) -> None:
             groups.setdefault(f"{sub}/{scene_label(f)}", []).append(f)
     scale = model.config.model.reference.scale
     per_source: dict[str, list[list[float]]] = {}
-    for key, files in sorted(groups.items()):
+    for key, files in tqdm(sorted(groups.items()), desc="scene classes"):
         for i, f in enumerate(files[:limit]):
             if len(files) < 2:
                 continue
@@ -142,7 +143,8 @@ def main() -> None:
     ap.add_argument("--model", default=str(reference_model_path()), help="the reference model")
     ap.add_argument("--baseline", default=str(default_model_path()), help="the model without references")
     ap.add_argument("--half", choices=["selection", "report"], default="selection")
-    ap.add_argument("--per-class", type=int, default=6, help="palette part: images per scene class")
+    ap.add_argument("--per-class", type=int, default=3, help="palette part: images per scene class")
+    ap.add_argument("--dates", type=int, default=6, help="NAIP part: the first N dates (a quick check)")
     ap.add_argument("--skip", choices=["naip", "palette"], default=None)
     ap.add_argument("--threads", type=int, default=2)
     args = ap.parse_args()
@@ -153,7 +155,7 @@ def main() -> None:
           f"model {args.model}; baseline {args.baseline}")
     t0 = time.perf_counter()
     if args.skip != "naip":
-        naip_pairs(model, baseline)
+        naip_pairs(model, baseline, args.dates)
     if args.skip != "palette":
         palette_pairs(model, baseline, args.half, args.per_class)
     print(f"\n{time.perf_counter() - t0:.0f} s")

@@ -303,3 +303,30 @@ def test_web_api_takes_a_reference(shared_data, tmp_path, reference_checkpoint, 
         assert wrong.status_code == 422 and "takes no colour reference" in wrong.json()["detail"]
         strength = post(url, ref, model="ref.pt", reference_strength="2")
         assert strength.status_code == 422 and "between 0 and 1" in strength.json()["detail"]
+
+
+def test_training_with_references_runs_and_resumes(shared_data, tmp_path):
+    from conftest import tiny_overrides
+
+    from aerocolor.train import train
+
+    out = tmp_path / "run"
+    sets = tiny_overrides(out, 4, **{"model.color_mode": "lab", "model.reference.enabled": "true",
+                                     "data.train": f"[{shared_data / 'color/train/neon'}]",
+                                     "optim.batch_size": 4, "train.save_every": 2})
+    train(load_config(None, sets), progress=False, until_step=2)
+    train(load_config(None, sets), progress=False)
+    ckpt = torch.load(out / "last.pt", weights_only=True)
+    assert ckpt["step"] == 4 and ckpt["config"]["model"]["reference"]["enabled"] is True
+    colorizer = torch_colorizer(*load_method(out / "last.pt"))
+    gray = np.random.default_rng(3).random((64, 64)).astype(np.float32)
+    out_img = colorizer.colorize(gray, reference=Reference(SCALE, palette=torch.tensor([0.2, 0.3])))
+    assert out_img.shape == (64, 64, 3)
+
+
+def test_reference_needs_a_method_that_takes_one():
+    from aerocolor.errors import ConfigError
+
+    cfg = load_config(None, ["model.method=cyclegan", "model.reference.enabled=true"])
+    with pytest.raises(ConfigError, match="takes no colour reference; choose pix2pix"):
+        get_method("cyclegan")(cfg.model)
