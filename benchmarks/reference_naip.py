@@ -5,7 +5,7 @@
    (a) no reference (the bundled default model, and the reference model without one),
    (b) naive transfer (X's L* with Y's a*b* copied pixel by pixel),
    (c) the reference model with Y as a georeferenced reference (warped onto X's grid),
-   (d) the reference model with Y as a palette only.
+   (d) with --naip-palette, the reference model with Y as a palette only.
 2. Palette mode on a half of color/val (AID and RSSCN7 images, whose names carry a scene class):
    the reference is the next image of the same class; no reference against the naive transfer
    of its mean a*b* against the model's palette mode.
@@ -39,12 +39,17 @@ ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data"
 
 
-def read_date(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray, Grid]:
-    """(colour HxWx3, gray HxW, data mask HxW, grid) of one NAIP date."""
+def read_date(path: Path, shrink: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, Grid]:
+    """(colour HxWx3, gray HxW, data mask HxW, grid) of one NAIP date, averaged over blocks of
+    ``shrink`` pixels a side (1: as it is)."""
+    from rasterio.enums import Resampling
+
     with rasterio.open(path) as src:
-        rgb = src.read([1, 2, 3]).transpose(1, 2, 0).astype(np.float32) / 255
-        valid = src.dataset_mask() > 0
-        grid = Grid.of(src)
+        h, w = src.height // shrink, src.width // shrink
+        rgb = src.read([1, 2, 3], out_shape=(3, h, w), resampling=Resampling.average)
+        rgb = rgb.transpose(1, 2, 0).astype(np.float32) / 255
+        valid = src.dataset_mask(out_shape=(h, w)) > 0
+        grid = Grid(src.crs, src.transform @ src.transform.scale(src.width / w, src.height / h), h, w)
     gray = gray_from_rgb(to_tensor(rgb))[0, 0].numpy()
     return rgb, gray, valid, grid
 
@@ -76,9 +81,9 @@ def table(title: str, header: list[str], rows: list[list[str]]) -> None:
         print("| " + " | ".join(r) + " |")
 
 
-def naip_pairs(model, baseline, n_dates: int) -> None:
+def naip_pairs(model, baseline, n_dates: int, shrink: int, palette: bool) -> None:
     files = sorted((DATA / "geo" / "naip_series").glob("*.tif"))[:n_dates]
-    dates = {f: read_date(f) for f in files}
+    dates = {f: read_date(f, shrink) for f in files}
     scale = model.config.model.reference.scale
     no_ref = {f: (mean_ciede2000(baseline.colorize(d[1]), d[0], d[2]),
                   mean_ciede2000(model.colorize(d[1]), d[0], d[2])) for f, d in dates.items()}
@@ -90,17 +95,18 @@ def naip_pairs(model, baseline, n_dates: int) -> None:
         naive = mean_ciede2000(with_ab(gray, lab_of(rgb_y)[:, :, 1:]), rgb, both)
         local = raster_reference(y, grid, scale, warn=lambda _: None)
         model_score = mean_ciede2000(model.colorize(gray, reference=local), rgb, valid)
-        palette = image_palette(y, scale)
-        palette_score = mean_ciede2000(model.colorize(gray, reference=palette), rgb, valid)
-        s = [*no_ref[x], naive, model_score, palette_score]
+        s = [*no_ref[x], naive, model_score]
+        if palette:
+            s.append(mean_ciede2000(model.colorize(gray, reference=image_palette(y, scale)), rgb, valid))
         scores.append(s)
         rows.append([date_of(x), date_of(y), *(f"{v:.2f}" for v in s), "yes" if model_score < naive else "no"])
     mean = np.mean(scores, axis=0)
     beats = sum(r[-1] == "yes" for r in rows)
     rows.append(["**mean**", "", *(f"**{v:.2f}**" for v in mean), f"**{beats}/{len(rows)}**"])
-    table("NAIP series: gray of date X, colour of date Y as the reference (mean CIEDE2000 vs X's truth)",
+    table(f"NAIP series at {5 * shrink} m/pixel: gray of date X, colour of date Y as the reference "
+          "(mean CIEDE2000 vs X's truth)",
           ["X (gray)", "Y (reference)", "(a) bundled, no ref", "(a) ref model, no ref", "(b) naive transfer",
-           "(c) ref model", "(d) ref model, palette of Y", "(c) < (b)"], rows)
+           "(c) ref model", *(["(d) ref model, palette of Y"] if palette else []), "(c) < (b)"], rows)
 
 
 def date_of(path: Path) -> str:
@@ -145,6 +151,8 @@ def main() -> None:
     ap.add_argument("--half", choices=["selection", "report"], default="selection")
     ap.add_argument("--per-class", type=int, default=3, help="palette part: images per scene class")
     ap.add_argument("--dates", type=int, default=6, help="NAIP part: the first N dates (a quick check)")
+    ap.add_argument("--shrink", type=int, default=1, help="NAIP part: average blocks of N pixels first (2: 10 m)")
+    ap.add_argument("--naip-palette", action="store_true", help="NAIP part: also (d), Y as a palette only")
     ap.add_argument("--skip", choices=["naip", "palette"], default=None)
     ap.add_argument("--threads", type=int, default=2)
     args = ap.parse_args()
@@ -155,7 +163,7 @@ def main() -> None:
           f"model {args.model}; baseline {args.baseline}")
     t0 = time.perf_counter()
     if args.skip != "naip":
-        naip_pairs(model, baseline, args.dates)
+        naip_pairs(model, baseline, args.dates, args.shrink, args.naip_palette)
     if args.skip != "palette":
         palette_pairs(model, baseline, args.half, args.per_class)
     print(f"\n{time.perf_counter() - t0:.0f} s")
