@@ -23,7 +23,6 @@ import torch.nn.functional as F
 from ..errors import AerocolorError
 from ..reference import (
     MIN_VALID_FRACTION,
-    REFERENCE_CHANNELS,
     mean_ab,
     palette_planes,
     planes_from_coarse_rgb,
@@ -301,14 +300,6 @@ def _georeferenced(path: Path) -> bool:
     except RasterioIOError as e:
         raise ReferenceError(f"{path}: not a readable reference raster ({str(e).splitlines()[0]}); "
                              "give a GeoTIFF, PNG or JPEG colour image") from None
-
-
-def reference_planes(reference: Reference | None, n: int, top: int, left: int, height: int,
-                     width: int, device: torch.device) -> torch.Tensor | None:
-    """The planes of ``n`` equal windows, or None without a reference."""
-    if reference is None:
-        return None
-    return reference.window(top, left, height, width).to(device).expand(n, REFERENCE_CHANNELS, -1, -1)
 
 
 def pad_planes(planes: torch.Tensor, height: int, width: int) -> torch.Tensor:
