@@ -106,6 +106,11 @@ def colorize(
     max_pixels: MaxPixels = None,
     restore: Annotated[bool, typer.Option("--restore", help="Repair dust, scratches, blotches and holes first (see aerocolor restore); the damage masks go to OUT/NAME_mask.tif.")] = False,
     mask_borders: Annotated[bool, typer.Option("--mask-borders", help="With --restore: leave the frame border, fiducials and data strip as nodata.")] = False,
+    reference: Annotated[Path | None, typer.Option(help="A colour reference: a georeferenced raster of the same place (reprojected onto each georeferenced input; any CRS and resolution; no data where it does not reach), or any colour image, whose palette is used. Picks the bundled reference model unless -m is given.")] = None,
+    reference_wmts: Annotated[str | None, typer.Option("--reference-wmts", help="A colour reference from a map service: WMTS URL (with --reference-layer) or XYZ template with {z}/{x}/{y}; the tiles over each input's footprint are fetched (cached in OUT/.reference_tiles, resumable).")] = None,
+    reference_layer: Annotated[str | None, typer.Option("--reference-layer", help="WMTS layer of --reference-wmts.")] = None,
+    reference_zoom: Annotated[str | None, typer.Option("--reference-zoom", help="Zoom level of --reference-wmts (default: the one nearest half the model's reference cell size).")] = None,
+    reference_strength: Annotated[float, typer.Option("--reference-strength", help="0..1: how strongly the colours follow the reference (1: fully, 0: as without one).")] = 1.0,
 ) -> None:
     """Colorize gray aerial photos (PNG, JPEG, TIFF; any size). Colour inputs are converted to gray first.
 
@@ -115,9 +120,10 @@ def colorize(
     from .checkpoint import CKPT_SUFFIXES
     from .colorize import colorize_files, expand_inputs, latent_variants
     from .imageio import output_folder
-    from .infer import load_colorizer
+    from .infer import load_colorizer, reference_model_path
     from .infer.colorizer import check_tiling
     from .infer.raster import RasterOptions
+    from .infer.reference import ReferenceSpec
 
     items = list(inputs)
     if model is None and items and Path(items[0]).suffix.lower() in CKPT_SUFFIXES:
@@ -127,6 +133,14 @@ def colorize(
     check_tiling(tile, overlap, batch_size)
     if samples < 0:
         raise AerocolorError(f"--samples {samples}: give 0 (one colorization) or a positive count")
+    spec = None
+    if reference is not None or reference_wmts is not None:
+        if reference is not None and reference_wmts is not None:
+            raise AerocolorError("give one reference: --reference FILE or --reference-wmts URL, not both")
+        spec = ReferenceSpec(reference, reference_wmts, reference_layer, reference_strength, reference_zoom,
+                             out / ".reference_tiles", warn=lambda m: typer.echo(f"warning: {m}", err=True))
+        if model is None and reference_model_path().is_file():
+            model = reference_model_path()
     files = expand_inputs(items)
     output_folder(out)
     if restore or mask_borders:
@@ -140,6 +154,7 @@ def colorize(
         atexit.register(shutil.rmtree, work, ignore_errors=True)  # also when colorizing fails
         files = restore_before_colorizing(files, out, work, mask_borders, device)
     colorizer = load_colorizer(model, device, backend)
+    colorizer.check_reference(spec)
     raster = RasterOptions(band=band, stretch=stretch, cog=cog, match_resolution=match_resolution,
                            tile=tile, overlap=overlap, batch_size=batch_size)
     failed: list[str] = []
@@ -151,7 +166,7 @@ def colorize(
     written = colorize_files(colorizer, files, out, compare=compare, tile=tile, overlap=overlap,
                              skip_existing=skip_existing, warn=lambda m: tqdm.write(m, file=sys.stderr),
                              raster=raster, latents=latent_variants(colorizer, samples, style, seed),
-                             on_error=report if len(files) > 1 else None)
+                             on_error=report if len(files) > 1 else None, reference=spec)
     if restore or mask_borders:
         shutil.rmtree(work, ignore_errors=True)
     for p in written:

@@ -24,6 +24,7 @@ from .imageio import (
 )
 from .infer.colorizer import DEFAULT_OVERLAP, DEFAULT_TILE, Colorizer
 from .infer.raster import RasterOptions, colorize_raster, is_raster, raster_output_path, raster_preview
+from .infer.reference import ReferenceSpec
 
 log = logging.getLogger("aerocolor")
 
@@ -90,10 +91,12 @@ def colorize_files(colorizer: Colorizer, inputs: list[Path], out_dir: Path, comp
                    suffix: str = "_color", warn=print, progress: bool = True,
                    latents: list[tuple[str, torch.Tensor]] | None = None,
                    raster: RasterOptions | None = None,
-                   on_error: Callable[[Path, AerocolorError], None] | None = None) -> list[Path]:
+                   on_error: Callable[[Path, AerocolorError], None] | None = None,
+                   reference: ReferenceSpec | None = None) -> list[Path]:
     """Colorize each input image into ``out_dir`` as NAME_color.png, or NAME_color_k.png for each
     code of ``latents`` (see :func:`latent_variants`), (and NAME_compare.png);
     rasters (GeoTIFF, JPEG2000, ...) are streamed into georeferenced NAME_color.tif files.
+    A colour ``reference`` is placed on each georeferenced raster's grid, or gives the palette.
     With ``on_error``, an input that cannot be colorized is reported to it and the others go on."""
     written: list[Path] = []
     raster = raster or RasterOptions(tile=tile, overlap=overlap)
@@ -103,7 +106,7 @@ def colorize_files(colorizer: Colorizer, inputs: list[Path], out_dir: Path, comp
                 warn(f"warning: {note}")
             with georeference_optional():  # scans without georeference give outputs without one
                 written += colorize_one(colorizer, path, out_dir, compare, tile, overlap, skip_existing,
-                                        suffix, warn, progress, latents or [("", None)], raster)
+                                        suffix, warn, progress, latents or [("", None)], raster, reference)
         except AerocolorError as e:
             if on_error is None:
                 raise
@@ -113,7 +116,8 @@ def colorize_files(colorizer: Colorizer, inputs: list[Path], out_dir: Path, comp
 
 def colorize_one(colorizer: Colorizer, path: Path, out_dir: Path, compare: bool, tile: int, overlap: int,
                  skip_existing: bool, suffix: str, warn, progress: bool,
-                 variants: list[tuple[str, torch.Tensor | None]], raster: RasterOptions) -> list[Path]:
+                 variants: list[tuple[str, torch.Tensor | None]], raster: RasterOptions,
+                 reference: ReferenceSpec | None = None) -> list[Path]:
     """The outputs of one input (see :func:`colorize_files`)."""
     written: list[Path] = []
     if is_raster(path):
@@ -121,7 +125,8 @@ def colorize_one(colorizer: Colorizer, path: Path, out_dir: Path, compare: bool,
         for tag, z in variants:
             target = raster_output_path(path, out_dir, f"{suffix}{tag}")
             if not (skip_existing and target.exists()):
-                written.append(colorize_raster(colorizer, path, target, raster, progress, z=z))
+                written.append(colorize_raster(colorizer, path, target, raster, progress, z=z,
+                                               reference=reference))
             targets.append(target)
         preview = out_dir / f"{path.stem}_compare.png"
         if compare and not (skip_existing and preview.exists()):
@@ -133,8 +138,10 @@ def colorize_one(colorizer: Colorizer, path: Path, out_dir: Path, compare: bool,
         return written
     img = read_image(path)
     gray = to_gray(img, str(path), warn)
-    colours = [colorizer.colorize(gray, tile=tile, overlap=overlap, batch_size=raster.batch_size, z=z)
-               for _, z in variants]
+    ref = None if reference is None else reference.for_grid(None, colorizer.config.model.reference.scale,
+                                                            str(path))
+    colours = [colorizer.colorize(gray, tile=tile, overlap=overlap, batch_size=raster.batch_size, z=z,
+                                  reference=ref) for _, z in variants]
     written += [write_image(t, c) for t, c in zip(targets, colours, strict=True)]
     if compare:
         panels = [gray, *colours] + ([img] if img.ndim == 3 and is_color(img) else [])

@@ -157,9 +157,24 @@ def validate(method: Method, val_set, device: torch.device, config: Config, prog
     return float(np.nanmean(scores))
 
 
+def is_widened(theirs: torch.Tensor, own: torch.Tensor) -> bool:
+    """A convolution weight that gained input channels (e.g. a colour reference's planes)."""
+    return (own.ndim == 4 and theirs.ndim == 4 and own.shape[1] > theirs.shape[1]
+            and own.shape[:1] + own.shape[2:] == theirs.shape[:1] + theirs.shape[2:])
+
+
+def widened(theirs: torch.Tensor, own: torch.Tensor) -> torch.Tensor:
+    """The checkpoint's weight on its channels, zero on the new ones: the network starts out
+    computing exactly what the checkpoint's did."""
+    out = torch.zeros_like(own)
+    out[:, :theirs.shape[1]] = theirs
+    return out
+
+
 def warm_start(method: Method, path: str | Path) -> str:
     """Load the networks' weights from a checkpoint where names and shapes match (new layers, e.g.
-    an added scene context, keep their initialisation); returns a one-line summary."""
+    an added scene context, keep their initialisation; convolutions that gained input channels take
+    the checkpoint's weights with zeros on the new channels); returns a one-line summary."""
     ckpt = load_checkpoint(Path(path))
     loaded, fresh, skipped = 0, 0, 0
     for name in method.trainable_nets:
@@ -168,6 +183,7 @@ def warm_start(method: Method, path: str | Path) -> str:
         net = unwrap(getattr(method, name))
         own, theirs = net.state_dict(), ckpt["nets"].get(name, {})
         take = {k: v for k, v in theirs.items() if k in own and own[k].shape == v.shape}
+        take.update({k: widened(v, own[k]) for k, v in theirs.items() if k in own and is_widened(v, own[k])})
         skipped += len(theirs) - len(take)
         fresh += len(own) - len(take)
         loaded += len(take)
