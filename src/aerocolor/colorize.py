@@ -15,6 +15,7 @@ from .data.datasets import as_rgb
 from .errors import AerocolorError, ImageReadError
 from .imageio import IMAGE_SUFFIXES, is_color, list_images, read_image, write_image
 from .infer.colorizer import DEFAULT_OVERLAP, DEFAULT_TILE, Colorizer
+from .infer.generator import NormStats
 from .infer.raster import RasterOptions, colorize_raster, is_raster, raster_output_path, raster_preview
 
 log = logging.getLogger("aerocolor")
@@ -102,15 +103,17 @@ def colorize_files(colorizer: Colorizer, inputs: list[Path], out_dir: Path, comp
 
 def colorize_one(colorizer: Colorizer, path: Path, out_dir: Path, compare: bool, tile: int, overlap: int,
                  skip_existing: bool, suffix: str, warn, progress: bool,
-                 variants: list[tuple[str, torch.Tensor | None]], raster: RasterOptions) -> list[Path]:
-    """The outputs of one input (see :func:`colorize_files`)."""
+                 variants: list[tuple[str, torch.Tensor | None]], raster: RasterOptions,
+                 stats: NormStats = None) -> list[Path]:
+    """The outputs of one input (see :func:`colorize_files`); ``stats``: shared whole-input
+    statistics instead of the input's own (``aerocolor.archive``'s --consistent)."""
     written: list[Path] = []
     if is_raster(path):
         targets = []
         for tag, z in variants:
             target = raster_output_path(path, out_dir, f"{suffix}{tag}")
             if not (skip_existing and target.exists()):
-                written.append(colorize_raster(colorizer, path, target, raster, progress, z=z))
+                written.append(colorize_raster(colorizer, path, target, raster, progress, z=z, stats=stats))
             targets.append(target)
         preview = out_dir / f"{path.stem}_compare.png"
         if compare and not (skip_existing and preview.exists()):
@@ -122,7 +125,8 @@ def colorize_one(colorizer: Colorizer, path: Path, out_dir: Path, compare: bool,
         return written
     img = read_image(path)
     gray = to_gray(img, str(path), warn)
-    colours = [colorizer.colorize(gray, tile=tile, overlap=overlap, batch_size=raster.batch_size, z=z)
+    colours = [colorizer.colorize(gray, tile=tile, overlap=overlap, batch_size=raster.batch_size, z=z,
+                                  stats=stats)
                for _, z in variants]
     written += [write_image(t, c) for t, c in zip(targets, colours, strict=True)]
     if compare:

@@ -189,14 +189,15 @@ class Colorizer:
 
     def colorize(self, gray: np.ndarray, tile: int = DEFAULT_TILE, overlap: int = DEFAULT_OVERLAP,
                  z: torch.Tensor | None = None, batch_size: int = DEFAULT_BATCH,
-                 progress=None) -> np.ndarray:
-        """Gray HxW float array in [0, 1] -> colour HxWx3 float array in [0, 1]."""
+                 progress=None, stats: NormStats = None) -> np.ndarray:
+        """Gray HxW float array in [0, 1] -> colour HxWx3 float array in [0, 1]; ``stats``: shared
+        whole-input statistics (see :meth:`blend_tiles`)."""
         if gray.ndim != 2:
             raise ValueError(f"colorize takes a 2-D gray array, got shape {gray.shape}")
         gray = np.asarray(gray, dtype=np.float32)
         out = np.empty(gray.shape + (3,), np.float32)
         for top, g, raw in self.blend_tiles(array_reader(gray), *gray.shape, tile, overlap, z,
-                                            batch_size, progress):
+                                            batch_size, progress, stats):
             out[top:top + g.shape[-2]] = self.colour(raw, g)
         return out
 
@@ -228,17 +229,19 @@ class Colorizer:
     @torch.no_grad()
     def blend_tiles(self, read: GrayReader, h: int, w: int, tile: int = DEFAULT_TILE,
                     overlap: int = DEFAULT_OVERLAP, z: torch.Tensor | None = None,
-                    batch_size: int = DEFAULT_BATCH, progress=None
+                    batch_size: int = DEFAULT_BATCH, progress=None, stats: NormStats = None
                     ) -> Iterator[tuple[int, torch.Tensor, torch.Tensor]]:
         """Yield ``(top, gray_rows, raw_rows)``: finished rows of the blended raw output, top to
-        bottom, with their gray (both (1,C,rows,W) on the device)."""
+        bottom, with their gray (both (1,C,rows,W) on the device). ``stats``: whole-input
+        statistics to use instead of the input's own (e.g. shared by the frames of a flight)."""
         check_tiling(tile, overlap, batch_size)
         z = self.latent(z)
         windows = tile_windows(h, w, tile, overlap)
         tops, lefts = tile_starts(h, tile, overlap), tile_starts(w, tile, overlap)
         th, tw = min(tile, h), min(tile, w)
         weights: dict[tuple[bool, ...], torch.Tensor] = {}
-        stats = self.norm_stats(read, windows, z)
+        if stats is None:
+            stats = self.norm_stats(read, windows, z)
         buf_top, gray = 0, self.gray_tensor(np.zeros((0, w), np.float32))
         acc = torch.zeros(1, self.generator.out_channels, 0, w, device=self.device)
         wsum = torch.zeros(1, 1, 0, w, device=self.device)

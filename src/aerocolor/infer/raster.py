@@ -29,6 +29,7 @@ from ..color import gray_from_rgb
 from ..errors import AerocolorError, ImageReadError
 from ..imageio import atomic_write
 from .colorizer import DEFAULT_BATCH, DEFAULT_OVERLAP, DEFAULT_TILE, Colorizer, tile_windows
+from .generator import NormStats
 
 RASTER_SUFFIXES = (".tif", ".tiff", ".jp2", ".j2k", ".vrt", ".img")
 STRETCH_SAMPLE = 1024  # longest side of the decimated read that percentile stretches come from
@@ -194,10 +195,11 @@ def model_grid(src, model_res: float, name: str) -> WarpedVRT:
 
 
 def blocks_on_grid(colorizer: Colorizer, gray: GrayRaster, opts: RasterOptions, progress,
-                   z: torch.Tensor | None) -> Iterator[tuple[int, torch.Tensor, torch.Tensor]]:
+                   z: torch.Tensor | None, stats: NormStats = None
+                   ) -> Iterator[tuple[int, torch.Tensor, torch.Tensor]]:
     """(top, gray rows, raw rows) of the blended output on the gray raster's own grid."""
     yield from colorizer.blend_tiles(gray.read, gray.src.height, gray.src.width, opts.tile,
-                                     opts.overlap, z, opts.batch_size, progress)
+                                     opts.overlap, z, opts.batch_size, progress, stats)
 
 
 def write_raw(path: str, src, channels: int, blocks) -> None:
@@ -250,8 +252,9 @@ def to_cog(strip_path: str, out_path: str, compress: str) -> None:
 
 def colorize_raster(colorizer: Colorizer, path: Path, out: Path,
                     opts: RasterOptions = RasterOptions(), progress: bool = True,
-                    z: torch.Tensor | None = None) -> Path:
-    """Colorize one raster into a georeferenced RGB GeoTIFF at ``out`` (written atomically)."""
+                    z: torch.Tensor | None = None, stats: NormStats = None) -> Path:
+    """Colorize one raster into a georeferenced RGB GeoTIFF at ``out`` (written atomically);
+    ``stats``: shared whole-input statistics instead of the raster's own."""
     name = str(path)
     with ExitStack() as stack:
         stack.enter_context(rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_MB))
@@ -268,7 +271,7 @@ def colorize_raster(colorizer: Colorizer, path: Path, out: Path,
         n_tiles = len(tile_windows(grid.height, grid.width, opts.tile, opts.overlap))
         bar = stack.enter_context(tqdm(total=n_tiles, unit="tile", desc=path.name,
                                        disable=not progress))
-        blocks = blocks_on_grid(colorizer, model_gray, opts, bar.update, z)
+        blocks = blocks_on_grid(colorizer, model_gray, opts, bar.update, z, stats)
 
         def write(tmp: str) -> None:
             final = tmp
