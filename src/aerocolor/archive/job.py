@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import re
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -143,7 +143,12 @@ def run_archive(files: list[Path], spec: WorkSpec, opts: ArchiveOptions = Archiv
     """Colorize ``files`` into ``spec.out_dir`` as one job (see the module docstring);
     ``on_record`` is called with each manifest record as it is written."""
     start = time.perf_counter()
-    out_dir = Path(spec.out_dir)
+    # absolute paths: Ray workers do not share this process's working directory
+    files = [Path(p).absolute() for p in files]
+    spec = replace(spec, out_dir=Path(spec.out_dir).absolute(),
+                   model=Path(spec.model).absolute() if spec.model else None,
+                   style=Path(spec.style).absolute() if spec.style else None)
+    out_dir = spec.out_dir
     manifest = Manifest(out_dir)
     summary = JobSummary(total=len(files), engine=opts.engine)
     groups: dict[str, list[Path]] = {}
