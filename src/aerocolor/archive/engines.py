@@ -3,8 +3,8 @@
 Both engines offer the same three calls: ``share`` a value with every worker, ``run`` a worker
 method over many items (results arrive as they finish), and ``close``. The Ray engine keeps at
 most ``depth`` calls queued per actor, so a huge archive never floods the cluster or the
-driver's memory (back-pressure), and resubmits a call whose actor died (the actor is restarted
-by Ray): a killed worker process costs only the file it was on.
+driver's memory (back-pressure), and resubmits a call whose actor died to a fresh actor: a
+killed worker process costs only the file it was on.
 """
 
 from __future__ import annotations
@@ -82,10 +82,10 @@ class RayEngine:
             if workers is None:
                 cpus = ray.cluster_resources().get("CPU", 1)
                 workers = max(1, int(cpus // max(cpus_per_worker, 1e-9)))
-            actor = ray.remote(ArchiveWorker).options(
-                num_cpus=cpus_per_worker, num_gpus=gpus_per_worker, max_restarts=-1, max_task_retries=0)
+            actor = ray.remote(ArchiveWorker).options(num_cpus=cpus_per_worker, num_gpus=gpus_per_worker)
             threads = max(1, int(cpus_per_worker))
-            self.actors = [actor.remote(spec, threads) for _ in range(workers)]
+            self.new_actor = lambda: actor.remote(spec, threads)
+            self.actors = [self.new_actor() for _ in range(workers)]
             self.pids = ray.get([a.pid.remote() for a in self.actors])  # fail early if none can start
         except Exception:
             self.close()
@@ -101,21 +101,24 @@ class RayEngine:
         ray = self.ray
         todo = deque((key, args, 1) for key, args in items)
         load = {i: 0 for i in range(len(self.actors))}
-        running: dict[Any, tuple[int, Any, tuple, int]] = {}
+        running: dict[Any, tuple[int, Any, Any, tuple, int]] = {}
         while todo or running:
             while todo and min(load.values()) < self.depth:
                 i = min(load, key=load.get)
                 key, args, attempt = todo.popleft()
                 ref = getattr(self.actors[i], method).remote(*args)
-                running[ref] = (i, key, args, attempt)
+                running[ref] = (i, self.actors[i], key, args, attempt)
                 load[i] += 1
             (ref,), _ = ray.wait(list(running), num_returns=1)
-            i, key, args, attempt = running.pop(ref)
+            i, actor, key, args, attempt = running.pop(ref)
             load[i] -= 1
             try:
                 value = ray.get(ref)
             except RayActorError:
                 self.lost += 1
+                if self.actors[i] is actor:  # its process died: a fresh one takes its place
+                    ray.kill(actor)
+                    self.actors[i] = self.new_actor()
                 if attempt < MAX_ATTEMPTS:
                     todo.appendleft((key, args, attempt + 1))
                 else:
