@@ -62,7 +62,7 @@ class RayEngine:
         try:
             import ray
         except ImportError:
-            raise AerocolorError("--engine ray needs Ray: pip install 'ray>=2.9'") from None
+            raise AerocolorError("--engine ray needs Ray: pip install 'aerocolor[ray]' (or 'ray>=2.9')") from None
         self.ray = ray
         self.started = False
         if not ray.is_initialized():

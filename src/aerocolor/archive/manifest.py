@@ -27,8 +27,12 @@ def file_sha256(path: str | Path) -> str:
 
 
 def input_signature(path: str | Path) -> dict:
-    """What identifies an input's version without reading it all: size and modification time."""
-    st = os.stat(path)
+    """What identifies an input's version without reading it all: size and modification time
+    (unknown for GDAL virtual paths such as /vsis3/...: their outputs are verified by checksum)."""
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return {"size": None, "mtime_ns": None}
     return {"size": st.st_size, "mtime_ns": st.st_mtime_ns}
 
 
