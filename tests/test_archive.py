@@ -133,8 +133,8 @@ def test_consistent_brings_frame_colours_together(frames, tmp_path):
     assert not own.failed and not shared.failed
     d_own, pairs = overlap_difference(sorted((tmp_path / "own").glob("*_color.tif")))
     d_shared, _ = overlap_difference(sorted((tmp_path / "shared").glob("*_color.tif")))
-    assert pairs >= 7
-    assert d_shared < d_own / 2, (d_own, d_shared)
+    assert pairs == 11  # 3 x 2 frames: 7 side by side, 4 diagonal neighbours
+    assert d_shared * 3 < d_own, (d_own, d_shared)  # measured: 4.69 against 0.80
     lines = (tmp_path / "shared" / MANIFEST_NAME).read_text().splitlines()
     assert len({json.loads(ln)["group"]["signature"] for ln in lines}) == 1
 
