@@ -15,6 +15,7 @@ import rasterio
 from typer.testing import CliRunner
 
 from aerocolor.archive import ArchiveOptions, run_archive
+from aerocolor.archive.catalog import PROCESSING_EXT, PROJECTION_EXT
 from aerocolor.archive.job import group_key
 from aerocolor.archive.manifest import MANIFEST_NAME, Manifest, file_sha256
 from aerocolor.archive.quality import cut_frames, overlap_difference
@@ -141,6 +142,7 @@ def test_consistent_brings_frame_colours_together(frames, tmp_path):
 
 def test_mosaic_vrt_and_stac_items(frames, tmp_path):
     import pystac
+    import pystac.validation
 
     summary = run_archive(frames, spec(tmp_path), ArchiveOptions(progress=False))
     assert summary.mosaic == tmp_path / "mosaic.vrt" and len(summary.stac) == len(frames)
@@ -169,6 +171,11 @@ def test_mosaic_vrt_and_stac_items(frames, tmp_path):
     assert [lk.target for lk in item.links if lk.rel == "derived_from"] == [str(frames[-1].resolve())]
     catalog = pystac.Catalog.from_file(str(tmp_path / "stac" / "catalog.json"))
     assert len(list(catalog.get_items())) == len(frames)
+    # the core STAC schemas ship with pystac; the extensions' schemas would need the network
+    for name in (f"{last.stem}.json", "catalog.json"):
+        data = json.loads((tmp_path / "stac" / name).read_text())
+        assert set(data.get("stac_extensions", [])) <= {PROCESSING_EXT, PROJECTION_EXT}
+        pystac.validation.validate_dict({**data, "stac_extensions": []})
 
 
 def test_group_keys(tmp_path):
