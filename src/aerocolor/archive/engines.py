@@ -68,10 +68,8 @@ class RayEngine:
         if not ray.is_initialized():
             kwargs: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False,
                                       "configure_logging": False}
-            if address is None:
+            if address is None:  # GPUs are detected by Ray
                 kwargs["num_cpus"] = max(1, int((workers or os.cpu_count() or 1) * cpus_per_worker))
-                if gpus_per_worker:
-                    kwargs["num_gpus"] = max(1, int((workers or 1) * gpus_per_worker))
             try:
                 ray.init(address=address, **kwargs)
             except (ConnectionError, RuntimeError, ValueError) as e:

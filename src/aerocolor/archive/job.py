@@ -47,6 +47,7 @@ class JobSummary:
     megapixels: float = 0.0
     seconds: float = 0.0
     lost: int = 0  # calls resubmitted because their worker process died
+    startup: float = 0.0  # seconds to start the engine (Ray, workers, models)
     engine: str = "local"
     workers: int = 1
     mosaic: Path | None = None
@@ -57,7 +58,7 @@ class JobSummary:
         out = [f"{len(self.done)} done, {len(self.skipped)} skipped (verified by the manifest), "
                f"{len(self.failed)} failed of {self.total} inputs; {self.megapixels:.1f} MP in "
                f"{self.seconds:.1f} s ({rate:.2f} MP/s) on {self.engine} with {self.workers} "
-               f"worker{'s' if self.workers != 1 else ''}"]
+               f"worker{'s' if self.workers != 1 else ''} (started in {self.startup:.1f} s)"]
         if self.lost:
             out.append(f"{self.lost} calls redone after their worker process died")
         out += [f"failed: {path}: {reason}" for path, reason in self.failed.items()]
@@ -172,6 +173,7 @@ def run_archive(files: list[Path], spec: WorkSpec, opts: ArchiveOptions = Archiv
     records: list[dict] = []
     if todo:
         engine = make_engine(spec, opts)
+        summary.startup = time.perf_counter() - start
         summary.workers = engine.workers
         try:
             model.update(engine_model_info(engine))
