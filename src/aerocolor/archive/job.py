@@ -3,6 +3,7 @@ colorize on an engine with one overall progress bar, then catalogue the results.
 
 from __future__ import annotations
 
+import glob
 import re
 import time
 from dataclasses import asdict, dataclass, field, replace
@@ -131,11 +132,12 @@ def make_engine(spec: WorkSpec, opts: ArchiveOptions):
     return RayEngine(spec, opts.ray_address, opts.workers, gpus_per_worker=opts.worker_gpus)
 
 
-def remove_orphans(out_dir: Path, records: list[dict]) -> None:
-    """Temp files of outputs whose writer was killed (``atomic_write`` names them .NAME.*)."""
-    for record in records:
-        for o in record.get("outputs", []):
-            for tmp in out_dir.glob(f".{Path(o['path']).name}.*"):
+def remove_orphans(out_dir: Path, inputs: list[Path], suffix: str) -> None:
+    """Temp files left by workers killed while writing the outputs of ``inputs``
+    (``atomic_write`` names them .NAME.*, NAME being STEM{suffix}... or STEM_compare...)."""
+    for p in inputs:
+        for prefix in (f".{p.stem}{suffix}", f".{p.stem}_compare"):
+            for tmp in out_dir.glob(f"{glob.escape(prefix)}*"):
                 tmp.unlink(missing_ok=True)
 
 
@@ -206,7 +208,7 @@ def run_archive(files: list[Path], spec: WorkSpec, opts: ArchiveOptions = Archiv
             summary.lost = engine.lost
             engine.close()
         summary.megapixels = sum(sizes[Path(r["input"])] for r in records if r["status"] == "done")
-    remove_orphans(out_dir, records)
+    remove_orphans(out_dir, todo, spec.suffix)
     catalogue(out_dir, files, manifest.latest(), summary, warn)
     summary.seconds = time.perf_counter() - start
     return summary
