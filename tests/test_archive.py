@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -73,6 +74,15 @@ def test_ray_engine_writes_the_same_bytes_as_colorize(frames, ray_cluster, tmp_p
     for r in records.values():
         (o,) = r["outputs"]
         assert o["sha256"] == file_sha256(tmp_path / "ray" / o["path"])
+
+
+def test_consistent_on_ray_matches_local(frames, ray_cluster, tmp_path):
+    """Pass 1 (sampling, pooling) on Ray workers gives the statistics the local engine gets."""
+    shared = ArchiveOptions(consistent=True, group_by="all", progress=False)
+    run_archive(frames[:3], spec(tmp_path / "local"), shared)
+    run_archive(frames[:3], spec(tmp_path / "ray"), replace(shared, engine="ray", workers=2))
+    local, ray_out = outputs_of(tmp_path / "local"), outputs_of(tmp_path / "ray")
+    assert len(local) == 3 and local == ray_out
 
 
 def test_killed_ray_worker_costs_only_its_file(frames, ray_cluster, tmp_path):
