@@ -25,7 +25,7 @@ from aerocolor.cli import app
 from aerocolor.errors import AerocolorError
 from aerocolor.infer.raster import RasterOptions
 
-OPTS = RasterOptions(tile=96, overlap=24)
+OPTS = RasterOptions(tile=64, overlap=16)
 NAIP = "geo/naip_series/naip_nd_20160816_rgbn_5m.tif"
 
 
@@ -42,14 +42,22 @@ def ray_cluster():
 
 @pytest.fixture(scope="session")
 def frames(shared_data: Path, tmp_path_factory) -> list[Path]:
-    """Six 128 px overlapping georeferenced frames of a real NAIP raster (4 bands, nodata 0)."""
+    """Six 96 px georeferenced frames of a real NAIP raster (4 bands, nodata 0) overlapping by
+    24 px: 3 columns by 2 rows."""
     out = tmp_path_factory.mktemp("frames")
     with rasterio.open(shared_data / NAIP) as src:
-        window = rasterio.windows.Window(300, 200, 320, 224)
-        profile = {**src.profile, "width": 320, "height": 224, "transform": src.window_transform(window)}
+        window = rasterio.windows.Window(300, 200, 240, 168)
+        profile = {**src.profile, "width": 240, "height": 168, "transform": src.window_transform(window)}
         with rasterio.open(out / "naip.tif", "w", **profile) as dst:
             dst.write(src.read(window=window))
-    return cut_frames(out / "naip.tif", out / "frames", 128, 32)
+    return cut_frames(out / "naip.tif", out / "frames", 96, 24)
+
+
+@pytest.fixture(scope="module")
+def own_stats_job(frames, tmp_path_factory) -> tuple[Path, object]:
+    """The frames colorized by the local engine, each with its own statistics: (out, summary)."""
+    out = tmp_path_factory.mktemp("own")
+    return out, run_archive(frames, spec(out), ArchiveOptions(progress=False))
 
 
 def outputs_of(out: Path) -> dict[str, bytes]:
@@ -62,7 +70,7 @@ def spec(out: Path) -> WorkSpec:
 
 def test_ray_engine_writes_the_same_bytes_as_colorize(frames, ray_cluster, tmp_path):
     res = CliRunner().invoke(app, ["colorize", *map(str, frames[:4]), "-o", str(tmp_path / "plain"),
-                                   "--tile", "96", "--overlap", "24", "--device", "cpu", "-q"])
+                                   "--tile", "64", "--overlap", "16", "--device", "cpu", "-q"])
     assert res.exit_code == 0, res.output
     summary = run_archive(frames[:4], spec(tmp_path / "ray"), ArchiveOptions(engine="ray", workers=2, progress=False))
     assert (summary.engine, summary.workers, len(summary.done), summary.failed) == ("ray", 2, 4, {})
@@ -103,7 +111,7 @@ def test_killed_ray_worker_costs_only_its_file(frames, ray_cluster, tmp_path):
     assert len(records) == len(frames) and {r["status"] for r in records.values()} == {"done"}
     for r in records.values():
         with rasterio.open(out / r["outputs"][0]["path"]) as src:
-            assert src.read().shape == (3, 128, 128)
+            assert src.read().shape == (3, 96, 96)
 
 
 def test_rerun_skips_verified_outputs_and_redoes_broken_ones(frames, tmp_path):
@@ -123,7 +131,7 @@ def test_rerun_skips_verified_outputs_and_redoes_broken_ones(frames, tmp_path):
     assert outputs_of(tmp_path) == first
     lines = (tmp_path / MANIFEST_NAME).read_text().splitlines()
     assert len(lines) == 5 and all(json.loads(ln)["status"] == "done" for ln in lines)
-    res = CliRunner().invoke(app, args + ["--overlap", "16"])  # other options: nothing is verified
+    res = CliRunner().invoke(app, args + ["--overlap", "8"])  # other options: nothing is verified
     assert "3 done, 0 skipped" in res.output
 
 
@@ -131,18 +139,18 @@ def test_failed_input_is_reported_and_exit_is_1(frames, tmp_path):
     bad = tmp_path / "bad.tif"
     bad.write_bytes(b"not a tiff")
     res = CliRunner().invoke(app, ["colorize", str(frames[0]), str(bad), "-o", str(tmp_path / "out"),
-                                   "--archive", "--tile", "96", "--overlap", "24", "--device", "cpu", "-q"])
+                                   "--archive", "--tile", "64", "--overlap", "16", "--device", "cpu", "-q"])
     assert res.exit_code == 1
     assert "1 done, 0 skipped (verified by the manifest), 1 failed of 2 inputs" in res.output
     assert f"failed: {bad}: " in res.output and "not a raster GDAL can read" in res.output
 
 
-def test_consistent_brings_frame_colours_together(frames, tmp_path):
-    own = run_archive(frames, spec(tmp_path / "own"), ArchiveOptions(progress=False))
+def test_consistent_brings_frame_colours_together(frames, own_stats_job, tmp_path):
+    own_out, own = own_stats_job
     shared = run_archive(frames, spec(tmp_path / "shared"),
                          ArchiveOptions(consistent=True, group_by="all", progress=False))
     assert not own.failed and not shared.failed
-    d_own, pairs = overlap_difference(sorted((tmp_path / "own").glob("*_color.tif")))
+    d_own, pairs = overlap_difference(sorted(own_out.glob("*_color.tif")))
     d_shared, _ = overlap_difference(sorted((tmp_path / "shared").glob("*_color.tif")))
     assert pairs == 11  # 3 x 2 frames: 7 side by side, 4 diagonal neighbours
     assert d_shared * 3 < d_own, (d_own, d_shared)  # measured: 4.69 against 0.80
@@ -150,11 +158,11 @@ def test_consistent_brings_frame_colours_together(frames, tmp_path):
     assert len({json.loads(ln)["group"]["signature"] for ln in lines}) == 1
 
 
-def test_mosaic_vrt_and_stac_items(frames, tmp_path):
+def test_mosaic_vrt_and_stac_items(frames, own_stats_job):
     import pystac
     import pystac.validation
 
-    summary = run_archive(frames, spec(tmp_path), ArchiveOptions(progress=False))
+    tmp_path, summary = own_stats_job
     assert summary.mosaic == tmp_path / "mosaic.vrt" and len(summary.stac) == len(frames)
     bounds = []
     for f in frames:
@@ -163,7 +171,7 @@ def test_mosaic_vrt_and_stac_items(frames, tmp_path):
             crs = src.crs
     last = tmp_path / f"{frames[-1].stem}_color.tif"
     with rasterio.open(summary.mosaic) as vrt, rasterio.open(last) as src:
-        assert vrt.crs == crs and vrt.count == 3 and (vrt.width, vrt.height) == (320, 224)
+        assert vrt.crs == crs and vrt.count == 3 and (vrt.width, vrt.height) == (240, 168)
         assert np.allclose(vrt.bounds, (min(b.left for b in bounds), min(b.bottom for b in bounds),
                                         max(b.right for b in bounds), max(b.top for b in bounds)))
         window = rasterio.windows.from_bounds(*src.bounds, transform=vrt.transform)
