@@ -70,8 +70,8 @@ class RayEngine:
                                       "configure_logging": False}
             if address is None:  # GPUs are detected by Ray
                 kwargs["num_cpus"] = max(1, int((workers or os.cpu_count() or 1) * cpus_per_worker))
-            try:
-                ray.init(address=address, **kwargs)
+            try:  # "local": a new Ray of our own, never someone else's running on this machine
+                ray.init(address=address or "local", **kwargs)
             except (ConnectionError, RuntimeError, ValueError) as e:
                 raise AerocolorError(f"--ray-address {address}: cannot join the Ray cluster ({e}); "
                                      "start one with `ray start --head` or drop --ray-address") from None

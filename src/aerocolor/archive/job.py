@@ -180,8 +180,8 @@ def run_archive(files: list[Path], spec: WorkSpec, opts: ArchiveOptions = Archiv
         try:
             model.update(engine_model_info(engine))
             stats = group_statistics(engine, groups, set(todo)) if opts.consistent else {}
-            bar = tqdm(total=round(sum(sizes.values()), 3), unit="MP", desc="colorize", disable=not opts.progress,
-                       bar_format="{l_bar}{bar}| {n:.1f}/{total:.1f} MP [{elapsed}<{remaining}, "
+            bar = tqdm(total=sum(sizes.values()), unit="MP", desc="colorize", disable=not opts.progress,
+                       bar_format="{l_bar}{bar}| {n:.2f}/{total:.2f} MP [{elapsed}<{remaining}, "
                                   "{rate_fmt}{postfix}]")
 
             def finished(path: Path, result: dict | None, error: str | None) -> None:

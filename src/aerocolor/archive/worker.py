@@ -113,7 +113,8 @@ class ArchiveWorker:
         if not generator.instance_norm or not blocks:
             return None
         h, w = min(b.shape[0] for b in blocks), min(b.shape[1] for b in blocks)
-        crops = [b[(b.shape[0] - h) // 2:][:h, (b.shape[1] - w) // 2:][:, :w] for b in blocks]
+        tops_lefts = [((b.shape[0] - h) // 2, (b.shape[1] - w) // 2) for b in blocks]
+        crops = [b[t:t + h, lft:lft + w] for b, (t, lft) in zip(blocks, tops_lefts, strict=True)]
         tiles = torch.cat([self.colorizer.gray_tensor(c) for c in crops])
         tiles, _, _ = pad_to_multiple(tiles, generator.size_multiple, MIN_SIDE)
         z = self.colorizer.latent(None)
