@@ -25,6 +25,8 @@ from aerocolor.cli import app
 from aerocolor.errors import AerocolorError
 from aerocolor.infer.raster import RasterOptions
 
+# NAIP's 4th band is tagged alpha beside a nodata value; GDAL says which wins, every read
+pytestmark = pytest.mark.filterwarnings("ignore::rasterio.errors.NodataShadowWarning")
 OPTS = RasterOptions(tile=64, overlap=16)
 NAIP = "geo/naip_series/naip_nd_20160816_rgbn_5m.tif"
 
