@@ -182,6 +182,7 @@ def test_mosaic_vrt_and_stac_items(frames, own_stats_job):
     assert item.id == last.stem and item.datetime is not None
     assert item.properties["aerocolor:model"]["sha256"] == file_sha256(item.properties["aerocolor:model"]["file"])
     assert item.properties["aerocolor:model"]["method"] == "pix2pix"
+    assert item.properties["aerocolor:model"]["version"]["step"] > 0
     assert item.properties["processing:software"]["aerocolor"]
     lon, lat = np.mean(item.geometry["coordinates"][0][:4], axis=0)
     assert -104.5 < lon < -96 and 45.9 < lat < 49.1  # North Dakota

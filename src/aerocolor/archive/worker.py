@@ -21,6 +21,7 @@ import numpy as np
 import rasterio
 import torch
 
+from ..checkpoint import load_checkpoint
 from ..colorize import colorize_one, latent_variants, to_gray
 from ..errors import AerocolorError
 from ..imageio import read_image
@@ -80,10 +81,16 @@ class ArchiveWorker:
         return os.getpid()
 
     def model_info(self) -> dict:
-        """What the STAC items and the manifest say about the model."""
+        """What the STAC items and the manifest say about the model: method, config, runtime and,
+        for a checkpoint, its version (the aerocolor that wrote it and the training step)."""
         cfg = self.colorizer.config
-        return {"method": cfg.model.method, "config": cfg.model_dump(mode="json"),
+        info = {"method": cfg.model.method, "config": cfg.model_dump(mode="json"),
                 "backend": type(self.colorizer.generator).__name__}
+        source = Path(self.colorizer.source)
+        if source.suffix.lower() != ".onnx" and source.is_file():  # ONNX files carry no training step
+            ckpt = load_checkpoint(source)
+            info["version"] = {"aerocolor": ckpt.get("aerocolor_version"), "step": ckpt.get("step")}
+        return info
 
     def sample(self, path: str, blocks: int) -> list[np.ndarray]:
         """Up to ``blocks`` disjoint gray squares (at most NORM_SAMPLE_SIDE a side) spread across
