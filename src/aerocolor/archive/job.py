@@ -10,6 +10,7 @@ from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
 
+import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
@@ -179,7 +180,7 @@ def run_archive(files: list[Path], spec: WorkSpec, opts: ArchiveOptions = Archiv
         summary.workers = engine.workers
         try:
             model.update(engine_model_info(engine))
-            stats = group_statistics(engine, groups, set(todo)) if opts.consistent else {}
+            stats = group_statistics(engine, groups, set(todo), spec.raster.percentiles) if opts.consistent else {}
             bar = tqdm(total=sum(sizes.values()), unit="MP", desc="colorize", disable=not opts.progress,
                        bar_format="{l_bar}{bar}| {n:.2f}/{total:.2f} MP [{elapsed}<{remaining}, "
                                   "{rate_fmt}{postfix}]")
@@ -203,7 +204,8 @@ def run_archive(files: list[Path], spec: WorkSpec, opts: ArchiveOptions = Archiv
                     on_record(record)
 
             with bar:
-                engine.run("colorize", [(p, (str(p), stats.get(group_of[p]))) for p in todo], finished)
+                engine.run("colorize", [(p, (str(p), *stats.get(group_of[p], (None, None)))) for p in todo],
+                           finished)
         finally:
             summary.lost = engine.lost
             engine.close()
@@ -220,18 +222,30 @@ def engine_model_info(engine) -> dict:
     return info
 
 
-def group_statistics(engine, groups: dict[str, list[Path]], todo: set[Path]) -> dict:
-    """Pass 1: shared statistics of every group with work to do, from blocks sampled across all
-    its inputs (done ones too, so a rerun gets the same statistics). Returns engine-shared refs."""
+def group_statistics(engine, groups: dict[str, list[Path]], todo: set[Path], percentiles: tuple[float, float]
+                     ) -> dict[str, tuple]:
+    """Pass 1: per group with work to do, (shared whole-input statistics as an engine-shared ref,
+    shared stretch or None), from inputs spread across the whole group (done ones too, so a rerun
+    gets the same): raw values for the percentile stretch of inputs deeper than 8 bits, then gray
+    blocks read with that stretch, pooled as if the group were one image."""
     plans = {g: sample_plan(members) for g, members in groups.items() if todo & set(members)}
+    keys = [(g, i, p, n) for g, plan in plans.items() for i, (p, n) in enumerate(plan)]
+    values: dict[tuple[str, int], object] = {}
+    engine.run("values", [((g, i), (str(p),)) for g, i, p, _ in keys],
+               lambda key, value, error: values.__setitem__(key, value))
+    ranges = {}
+    for g, plan in plans.items():
+        arrays = [values[(g, i)] for i in range(len(plan)) if values.get((g, i)) is not None]
+        lo, hi = np.percentile(np.concatenate(arrays), percentiles) if arrays else (None, None)
+        ranges[g] = (float(lo), float(max(hi, lo + 1e-6))) if arrays else None
     blocks: dict[tuple[str, int], list] = {}
-    engine.run("sample", [((g, i), (str(p), n)) for g, plan in plans.items() for i, (p, n) in enumerate(plan)],
+    engine.run("sample", [((g, i), (str(p), n, ranges[g])) for g, i, p, n in keys],
                lambda key, value, error: blocks.__setitem__(key, value or []))
     pooled: dict[str, object] = {}
     engine.run("group_stats",
                [(g, ([b for i in range(len(plan)) for b in blocks[(g, i)]],)) for g, plan in plans.items()],
                lambda g, value, error: pooled.__setitem__(g, value))
-    return {g: engine.share(s) for g, s in pooled.items()}
+    return {g: (engine.share(pooled.get(g)), ranges[g]) for g in plans}
 
 
 def catalogue(out_dir: Path, files: list[Path], records: dict[str, dict], summary: JobSummary, warn) -> None:

@@ -14,7 +14,7 @@ import sys
 import time
 import traceback
 from contextlib import ExitStack
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -34,6 +34,7 @@ from .manifest import file_sha256
 # Whole-input statistics in a form that crosses processes: one (mean, var) pair of arrays per
 # whole-input layer, in the network's order (torch keys them by module, which does not travel).
 PortableStats = list[tuple[np.ndarray, np.ndarray]] | np.ndarray | None
+VALUE_SAMPLE = 1 << 16  # raw values per input that a group's shared stretch comes from
 
 
 @dataclass(frozen=True)
@@ -92,7 +93,33 @@ class ArchiveWorker:
             info["version"] = {"aerocolor": ckpt.get("aerocolor_version"), "step": ckpt.get("step")}
         return info
 
-    def sample(self, path: str, blocks: int) -> list[np.ndarray]:
+    def measures_stretch(self, path: str) -> bool:
+        """Whether colorizing this input measures a percentile stretch of its own (a raster
+        deeper than 8 bits, or --stretch percentile)."""
+        opts = self.spec.raster
+        if not is_raster(Path(path)) or opts.stretch == "none":
+            return False
+        with open_raster(Path(path)) as src:
+            band = opts.band or 1
+            return opts.stretch == "percentile" or np.dtype(src.dtypes[min(band, src.count) - 1]) != np.uint8
+
+    def raster_options(self, path: str, value_range: tuple[float, float] | None) -> RasterOptions:
+        """The job's raster options, with a group's shared stretch where the input would measure one."""
+        if value_range is None or not self.measures_stretch(path):
+            return self.spec.raster
+        return replace(self.spec.raster, value_range=value_range)
+
+    def values(self, path: str, count: int = VALUE_SAMPLE) -> np.ndarray | None:
+        """Up to ``count`` valid raw values of an input that measures its stretch (else None), for
+        a stretch shared by its group."""
+        if not self.measures_stretch(path):
+            return None
+        with rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_MB), open_raster(Path(path)) as src:
+            gray = GrayRaster(src, replace(self.spec.raster, stretch="none"), path)
+            data = gray._sample_bands().compressed()
+        return data[np.linspace(0, data.size - 1, min(count, data.size)).astype(int)] if data.size else None
+
+    def sample(self, path: str, blocks: int, value_range: tuple[float, float] | None = None) -> list[np.ndarray]:
         """Up to ``blocks`` disjoint gray squares (at most NORM_SAMPLE_SIDE a side) spread across
         an input, read as colorizing it would read it (band, stretch, model grid)."""
         with ExitStack() as stack:
@@ -100,7 +127,7 @@ class ArchiveWorker:
             if is_raster(p):
                 stack.enter_context(rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_MB))
                 grid = src = stack.enter_context(open_raster(p))
-                opts = self.spec.raster
+                opts = self.raster_options(path, value_range)
                 if opts.match_resolution and self.colorizer.config.model.ground_resolution:
                     grid = stack.enter_context(model_grid(src, self.colorizer.config.model.ground_resolution, path))
                 read, h, w = GrayRaster(grid, opts, path).read, grid.height, grid.width
@@ -145,16 +172,21 @@ class ArchiveWorker:
         return {m: tuple(torch.from_numpy(s).to(dev) for s in pair)
                 for m, pair in zip(self.whole_input_layers(), stats, strict=True)}
 
-    def colorize(self, path: str, stats: PortableStats = None) -> dict:
-        """Colorize one input; never raises for a bad file: the result says done or failed, why,
-        and the outputs (named relative to the output folder) with their SHA-256."""
+    def colorize(self, path: str, stats: PortableStats = None,
+                 value_range: tuple[float, float] | None = None) -> dict:
+        """Colorize one input, with a group's shared statistics and stretch where given; never
+        raises for a bad file: the result says done or failed, why, and the outputs (named
+        relative to the output folder) with their SHA-256."""
         start = time.perf_counter()
         result = {"input": path, "pid": os.getpid()}
         spec = self.spec
         try:
+            opts = self.raster_options(path, value_range)
+            if opts.value_range is not None:
+                result["stretch"] = list(opts.value_range)
             written = colorize_one(self.colorizer, Path(path), spec.out_dir, spec.compare, spec.raster.tile,
                                    spec.raster.overlap, False, spec.suffix, lambda m: None, False,
-                                   self.variants, spec.raster, self.local(stats))
+                                   self.variants, opts, self.local(stats))
             result.update(status="done", outputs=[
                 {"path": os.path.relpath(p, spec.out_dir), "sha256": file_sha256(p),
                  "role": "preview" if Path(p).stem.endswith("_compare") else "colour"} for p in written])

@@ -46,6 +46,7 @@ class RasterOptions:
     band: int | None = None  # 1-based; None: luminance of bands 1-3 when there are 3+, else band 1
     stretch: str = "auto"  # auto (percentiles for data deeper than 8 bits), percentile, none
     percentiles: tuple[float, float] = (0.5, 99.5)
+    value_range: tuple[float, float] | None = None  # a stretch given (shared by a group), not measured
     cog: bool = False
     match_resolution: bool = False
     tile: int = DEFAULT_TILE
@@ -82,6 +83,8 @@ class GrayRaster:
         if opts.stretch not in ("auto", "percentile", "none"):
             raise AerocolorError(
                 f"unknown stretch {opts.stretch!r}: choose auto, percentile or none")
+        if opts.value_range is not None:
+            return opts.value_range
         if opts.stretch == "percentile" or (opts.stretch == "auto" and dtype != np.uint8):
             values = self._sample_bands().compressed()
             if values.size == 0:
