@@ -21,6 +21,21 @@ app = typer.Typer(
 )
 
 
+def _set_max_pixels(ctx: typer.Context, value: int | None) -> int | None:
+    if value is not None:
+        from .imageio import kept_pixel_limit, set_pixel_limit
+
+        ctx.with_resource(kept_pixel_limit())  # the previous limit comes back when the command ends
+        set_pixel_limit(value)
+    return value
+
+
+# the same limit as AEROCOLOR_MAX_PIXELS, for one command
+MaxPixels = Annotated[int | None, typer.Option(
+    "--max-pixels", callback=_set_max_pixels,
+    help="Refuse images whose header claims more pixels than this, a guard against decompression bombs "
+         "(default: AEROCOLOR_MAX_PIXELS, else about 89 million); GeoTIFFs streamed by GDAL are not limited.")]
+
 
 def _version(value: bool) -> None:
     if value:
@@ -50,6 +65,7 @@ def train(
     resume: Annotated[bool, typer.Option(help="Continue from the run folder's last.pt if present.")] = True,
     until_step: Annotated[int | None, typer.Option("--until-step", help="Stop at this step (the schedule still spans the full budget).")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+    max_pixels: MaxPixels = None,
 ) -> None:
     """Train a colorization model. Launch with torchrun for multi-process training."""
     from .config import load_config
@@ -95,11 +111,14 @@ def colorize(
     consistent: Annotated[bool, typer.Option(help="One colour look per group of inputs: whole-input statistics are gathered over all inputs of a group first, then shared by every file.")] = False,
     group_by: Annotated[str, typer.Option("--group-by", help="--consistent groups: folder (each input's folder), all, or a regular expression on the path whose first group names the group (e.g. 'flight_(\\d+)').")] = "folder",
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+    max_pixels: MaxPixels = None,
 ) -> None:
     """Colorize gray aerial photos (PNG, JPEG, TIFF; any size). Colour inputs are converted to gray first.
 
     Rasters (GeoTIFF, COG, JPEG2000, VRT) are streamed tile by tile into georeferenced .tif outputs.
     Whole archives: --engine ray (see the README's archive section)."""
+    from tqdm import tqdm
+
     from .checkpoint import CKPT_SUFFIXES
     from .colorize import colorize_files, expand_inputs, latent_variants
     from .imageio import output_folder
@@ -127,7 +146,7 @@ def colorize(
             raise AerocolorError("--consistent shares one set of statistics per group; it does not combine "
                                  "with --samples or --style (colorize the variants without --consistent)")
         spec = WorkSpec(out_dir=out, model=model, device=device, backend=backend, raster=raster,
-                        compare=compare, samples=samples, style=style, seed=seed)
+                        compare=compare, samples=samples, style=style, seed=seed, max_pixels=max_pixels)
         summary = run_archive(files, spec, ArchiveOptions(
             engine=engine, ray_address=ray_address, workers=workers, worker_gpus=worker_gpus,
             consistent=consistent, group_by=group_by, progress=not quiet),
@@ -145,7 +164,7 @@ def colorize(
         typer.echo(f"error: {e}", err=True)
 
     written = colorize_files(colorizer, files, out, compare=compare, tile=tile, overlap=overlap,
-                             skip_existing=skip_existing, warn=lambda m: typer.echo(m, err=True),
+                             skip_existing=skip_existing, warn=lambda m: tqdm.write(m, file=sys.stderr),
                              raster=raster, latents=latent_variants(colorizer, samples, style, seed), progress=not quiet,
                              on_error=report if len(files) > 1 else None)
     for p in written:

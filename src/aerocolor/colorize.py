@@ -13,7 +13,15 @@ from tqdm import tqdm
 from .color import gray_from_rgb, to_tensor
 from .data.datasets import as_rgb
 from .errors import AerocolorError, ImageReadError
-from .imageio import IMAGE_SUFFIXES, is_color, list_images, read_image, write_image
+from .imageio import (
+    IMAGE_SUFFIXES,
+    extra_pages_note,
+    georeference_optional,
+    is_color,
+    list_images,
+    read_image,
+    write_image,
+)
 from .infer.colorizer import DEFAULT_OVERLAP, DEFAULT_TILE, Colorizer
 from .infer.generator import NormStats
 from .infer.raster import RasterOptions, colorize_raster, is_raster, raster_output_path, raster_preview
@@ -92,8 +100,11 @@ def colorize_files(colorizer: Colorizer, inputs: list[Path], out_dir: Path, comp
     raster = raster or RasterOptions(tile=tile, overlap=overlap)
     for path in tqdm(inputs, unit="image", disable=not progress or len(inputs) < 2, desc="colorize"):
         try:
-            written += colorize_one(colorizer, path, out_dir, compare, tile, overlap, skip_existing,
-                                    suffix, warn, progress, latents or [("", None)], raster)
+            if note := extra_pages_note(path):
+                warn(f"warning: {note}")
+            with georeference_optional():  # scans without georeference give outputs without one
+                written += colorize_one(colorizer, path, out_dir, compare, tile, overlap, skip_existing,
+                                        suffix, warn, progress, latents or [("", None)], raster)
         except AerocolorError as e:
             if on_error is None:
                 raise

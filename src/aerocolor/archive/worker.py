@@ -24,7 +24,7 @@ import torch
 from ..checkpoint import load_checkpoint
 from ..colorize import colorize_one, latent_variants, to_gray
 from ..errors import AerocolorError
-from ..imageio import read_image
+from ..imageio import read_image, set_pixel_limit
 from ..infer import load_colorizer
 from ..infer.colorizer import MIN_SIDE, NORM_SAMPLE_SIDE, array_reader, pad_to_multiple, spread_sample
 from ..infer.generator import NormStats
@@ -51,6 +51,7 @@ class WorkSpec:
     style: Path | None = None
     seed: int = 0
     suffix: str = "_color"
+    max_pixels: int | None = None  # --max-pixels, for worker processes that did not parse it
 
 
 def error_reason(e: BaseException) -> str:
@@ -74,6 +75,8 @@ class ArchiveWorker:
     def __init__(self, spec: WorkSpec, threads: int | None = None):
         if threads:
             torch.set_num_threads(threads)
+        if spec.max_pixels is not None:
+            set_pixel_limit(spec.max_pixels)
         self.spec = spec
         self.colorizer = load_colorizer(spec.model, spec.device, spec.backend)
         self.variants = latent_variants(self.colorizer, spec.samples, spec.style, spec.seed) or [("", None)]
