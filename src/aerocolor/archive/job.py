@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import glob
 import re
+import sys
 import time
 from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timezone
@@ -194,6 +195,8 @@ def run_archive(files: list[Path], spec: WorkSpec, opts: ArchiveOptions = Archiv
                           "time": datetime.now(timezone.utc).isoformat(timespec="seconds")}
                 manifest.append(record)
                 records.append(record)
+                for line in record.get("warnings", []):
+                    bar.write(f"warning: {line}", file=sys.stderr)
                 if record["status"] == "done":
                     summary.done.append(str(path))
                 else:

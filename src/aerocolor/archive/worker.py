@@ -183,12 +183,13 @@ class ArchiveWorker:
         start = time.perf_counter()
         result = {"input": path, "pid": os.getpid()}
         spec = self.spec
+        warnings: list[str] = []
         try:
             opts = self.raster_options(path, value_range)
             if opts.value_range is not None:
                 result["stretch"] = list(opts.value_range)
             written = colorize_one(self.colorizer, Path(path), spec.out_dir, spec.compare, spec.raster.tile,
-                                   spec.raster.overlap, False, spec.suffix, lambda m: None, False,
+                                   spec.raster.overlap, False, spec.suffix, warnings.append, False,
                                    self.variants, opts, self.local(stats))
             result.update(status="done", outputs=[
                 {"path": os.path.relpath(p, spec.out_dir), "sha256": file_sha256(p),
@@ -197,5 +198,7 @@ class ArchiveWorker:
             result.update(status="failed", error=error_reason(e))
             if not isinstance(e, AerocolorError | OSError):
                 result["traceback"] = traceback.format_exc(limit=-3)
+        if warnings:
+            result["warnings"] = warnings
         result.update(seconds=round(time.perf_counter() - start, 3), peak_rss_mb=round(peak_rss_mb(), 1))
         return result
