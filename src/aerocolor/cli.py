@@ -103,6 +103,14 @@ def colorize(
     samples: Annotated[int, typer.Option(help="Multimodal (BicycleGAN) models: K colorizations each, NAME_color_1..K.png.")] = 0,
     style: Annotated[Path | None, typer.Option(help="Multimodal models: take the colours of this reference colour image.")] = None,
     seed: Annotated[int, typer.Option(help="Seed of the --samples latent codes.")] = 0,
+    engine: Annotated[str, typer.Option(help="local (this process) or ray (Ray workers, each loading the model once). ray, --archive or --consistent run an archive job: OUT/colorize-manifest.jsonl (reruns skip verified outputs), OUT/mosaic.vrt and OUT/stac/.")] = "local",
+    ray_address: Annotated[str | None, typer.Option("--ray-address", help="--engine ray: join this Ray cluster (e.g. auto, or ray://HEAD:10001); default: start a local Ray and stop it afterwards.")] = None,
+    workers: Annotated[int | None, typer.Option(help="--engine ray: worker processes (default: one per CPU of the cluster).")] = None,
+    worker_gpus: Annotated[float, typer.Option("--worker-gpus", help="--engine ray: GPUs per worker (1, or 0.5 for two workers per GPU); use with --device cuda.")] = 0,
+    archive: Annotated[bool, typer.Option(help="Run as an archive job on the local engine too (manifest, resume, mosaic.vrt, STAC items).")] = False,
+    consistent: Annotated[bool, typer.Option(help="One colour look per group of inputs: whole-input statistics are gathered over all inputs of a group first, then shared by every file.")] = False,
+    group_by: Annotated[str, typer.Option("--group-by", help="--consistent groups: folder (each input's folder), all, or a regular expression on the path whose first group names the group (e.g. 'flight_(\\d+)').")] = "folder",
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
     max_pixels: MaxPixels = None,
     restore: Annotated[bool, typer.Option("--restore", help="Repair dust, scratches, blotches and holes first (see aerocolor restore); the damage masks go to OUT/NAME_mask.tif.")] = False,
     mask_borders: Annotated[bool, typer.Option("--mask-borders", help="With --restore: leave the frame border, fiducials and data strip as nodata.")] = False,
@@ -114,7 +122,8 @@ def colorize(
 ) -> None:
     """Colorize gray aerial photos (PNG, JPEG, TIFF; any size). Colour inputs are converted to gray first.
 
-    Rasters (GeoTIFF, COG, JPEG2000, VRT) are streamed tile by tile into georeferenced .tif outputs."""
+    Rasters (GeoTIFF, COG, JPEG2000, VRT) are streamed tile by tile into georeferenced .tif outputs.
+    Whole archives: --engine ray (see the README's archive section)."""
     from tqdm import tqdm
 
     from .checkpoint import CKPT_SUFFIXES
@@ -153,10 +162,31 @@ def colorize(
         work = Path(tempfile.mkdtemp(prefix=".restored-", dir=out))
         atexit.register(shutil.rmtree, work, ignore_errors=True)  # also when colorizing fails
         files = restore_before_colorizing(files, out, work, mask_borders, device)
-    colorizer = load_colorizer(model, device, backend)
-    colorizer.check_reference(spec)
     raster = RasterOptions(band=band, stretch=stretch, cog=cog, match_resolution=match_resolution,
                            tile=tile, overlap=overlap, batch_size=batch_size)
+    if engine != "local" or archive or consistent:
+        from .archive import ArchiveOptions, run_archive
+        from .archive.worker import WorkSpec
+
+        if consistent and (samples or style is not None):
+            raise AerocolorError("--consistent shares one set of statistics per group; it does not combine "
+                                 "with --samples or --style (colorize the variants without --consistent)")
+        if spec is not None:
+            raise AerocolorError("--reference is not available in archive jobs (--engine ray, --archive, "
+                                 "--consistent) yet: colorize with a reference on the local engine")
+        work_spec = WorkSpec(out_dir=out, model=model, device=device, backend=backend, raster=raster,
+                        compare=compare, samples=samples, style=style, seed=seed, max_pixels=max_pixels)
+        summary = run_archive(files, work_spec, ArchiveOptions(
+            engine=engine, ray_address=ray_address, workers=workers, worker_gpus=worker_gpus,
+            consistent=consistent, group_by=group_by, progress=not quiet),
+            warn=lambda m: typer.echo(m, err=True))
+        for line in summary.lines():
+            typer.echo(line, err=line.startswith("failed"))
+        if summary.failed:
+            raise typer.Exit(1)
+        return
+    colorizer = load_colorizer(model, device, backend)
+    colorizer.check_reference(spec)
     failed: list[str] = []
 
     def report(path: Path, e: AerocolorError) -> None:
@@ -165,7 +195,7 @@ def colorize(
 
     written = colorize_files(colorizer, files, out, compare=compare, tile=tile, overlap=overlap,
                              skip_existing=skip_existing, warn=lambda m: tqdm.write(m, file=sys.stderr),
-                             raster=raster, latents=latent_variants(colorizer, samples, style, seed),
+                             raster=raster, latents=latent_variants(colorizer, samples, style, seed), progress=not quiet,
                              on_error=report if len(files) > 1 else None, reference=spec)
     if restore or mask_borders:
         shutil.rmtree(work, ignore_errors=True)

@@ -23,6 +23,7 @@ from .imageio import (
     write_image,
 )
 from .infer.colorizer import DEFAULT_OVERLAP, DEFAULT_TILE, Colorizer
+from .infer.generator import NormStats
 from .infer.raster import RasterOptions, colorize_raster, is_raster, raster_output_path, raster_preview
 from .infer.reference import ReferenceSpec
 
@@ -117,8 +118,9 @@ def colorize_files(colorizer: Colorizer, inputs: list[Path], out_dir: Path, comp
 def colorize_one(colorizer: Colorizer, path: Path, out_dir: Path, compare: bool, tile: int, overlap: int,
                  skip_existing: bool, suffix: str, warn, progress: bool,
                  variants: list[tuple[str, torch.Tensor | None]], raster: RasterOptions,
-                 reference: ReferenceSpec | None = None) -> list[Path]:
-    """The outputs of one input (see :func:`colorize_files`)."""
+                 reference: ReferenceSpec | None = None, stats: NormStats = None) -> list[Path]:
+    """The outputs of one input (see :func:`colorize_files`); ``stats``: shared whole-input
+    statistics instead of the input's own (``aerocolor.archive``'s --consistent)."""
     written: list[Path] = []
     if is_raster(path):
         targets = []
@@ -126,7 +128,7 @@ def colorize_one(colorizer: Colorizer, path: Path, out_dir: Path, compare: bool,
             target = raster_output_path(path, out_dir, f"{suffix}{tag}")
             if not (skip_existing and target.exists()):
                 written.append(colorize_raster(colorizer, path, target, raster, progress, z=z,
-                                               reference=reference))
+                                               reference=reference, stats=stats))
             targets.append(target)
         preview = out_dir / f"{path.stem}_compare.png"
         if compare and not (skip_existing and preview.exists()):
@@ -141,7 +143,7 @@ def colorize_one(colorizer: Colorizer, path: Path, out_dir: Path, compare: bool,
     ref = None if reference is None else reference.for_grid(None, colorizer.config.model.reference.scale,
                                                             str(path))
     colours = [colorizer.colorize(gray, tile=tile, overlap=overlap, batch_size=raster.batch_size, z=z,
-                                  reference=ref) for _, z in variants]
+                                  reference=ref, stats=stats) for _, z in variants]
     written += [write_image(t, c) for t, c in zip(targets, colours, strict=True)]
     if compare:
         panels = [gray, *colours] + ([img] if img.ndim == 3 and is_color(img) else [])

@@ -200,30 +200,32 @@ class Colorizer:
                 "reference model, or give one trained with model.reference.enabled=true")
 
     def reference_passes(self, read: GrayReader, windows: list[tuple[int, int, int, int]],
-                         z: torch.Tensor | None, reference: Reference | None
+                         z: torch.Tensor | None, reference: Reference | None, stats: NormStats = None
                          ) -> list[tuple[float, NormStats, Reference | None]]:
         """(weight, whole-input statistics, reference) of each pass whose raw outputs are mixed:
-        one pass, or at a ``strength`` between 0 and 1 the passes with and without the reference."""
+        one pass, or at a ``strength`` between 0 and 1 the passes with and without the reference.
+        Shared ``stats`` serve the pass without a reference."""
         self.check_reference(reference)
         strength = 0.0 if reference is None else reference.strength
         passes = []
         if strength > 0:
             passes.append((strength, self.norm_stats(read, windows, z, reference), reference))
         if strength < 1:
-            passes.append((1.0 - strength, self.norm_stats(read, windows, z), None))
+            passes.append((1.0 - strength, self.norm_stats(read, windows, z) if stats is None else stats, None))
         return passes
 
     def colorize(self, gray: np.ndarray, tile: int = DEFAULT_TILE, overlap: int = DEFAULT_OVERLAP,
                  z: torch.Tensor | None = None, batch_size: int = DEFAULT_BATCH,
-                 progress=None, reference: Reference | None = None) -> np.ndarray:
+                 progress=None, reference: Reference | None = None, stats: NormStats = None) -> np.ndarray:
         """Gray HxW float array in [0, 1] -> colour HxWx3 float array in [0, 1] (following a colour
-        ``reference`` on the same grid, for a reference model)."""
+        ``reference`` on the same grid, for a reference model); ``stats``: shared whole-input
+        statistics (see :meth:`blend_tiles`)."""
         if gray.ndim != 2:
             raise ValueError(f"colorize takes a 2-D gray array, got shape {gray.shape}")
         gray = np.asarray(gray, dtype=np.float32)
         out = np.empty(gray.shape + (3,), np.float32)
         for top, g, raw in self.blend_tiles(array_reader(gray), *gray.shape, tile, overlap, z,
-                                            batch_size, progress, reference):
+                                            batch_size, progress, reference, stats):
             out[top:top + g.shape[-2]] = self.colour(raw, g)
         return out
 
@@ -261,18 +263,19 @@ class Colorizer:
     @torch.no_grad()
     def blend_tiles(self, read: GrayReader, h: int, w: int, tile: int = DEFAULT_TILE,
                     overlap: int = DEFAULT_OVERLAP, z: torch.Tensor | None = None,
-                    batch_size: int = DEFAULT_BATCH, progress=None, reference: Reference | None = None
-                    ) -> Iterator[tuple[int, torch.Tensor, torch.Tensor]]:
+                    batch_size: int = DEFAULT_BATCH, progress=None, reference: Reference | None = None,
+                    stats: NormStats = None) -> Iterator[tuple[int, torch.Tensor, torch.Tensor]]:
         """Yield ``(top, gray_rows, raw_rows)``: finished rows of the blended raw output, top to
         bottom, with their gray (both (1,C,rows,W) on the device); with a colour ``reference``
-        on the same grid for a reference model."""
+        on the same grid for a reference model. ``stats``: whole-input statistics to use instead
+        of the input's own (e.g. shared by the frames of a flight)."""
         check_tiling(tile, overlap, batch_size)
         z = self.latent(z)
         windows = tile_windows(h, w, tile, overlap)
         tops, lefts = tile_starts(h, tile, overlap), tile_starts(w, tile, overlap)
         th, tw = min(tile, h), min(tile, w)
         weights: dict[tuple[bool, ...], torch.Tensor] = {}
-        passes = self.reference_passes(read, windows, z, reference)
+        passes = self.reference_passes(read, windows, z, reference, stats)
         buf_top, gray = 0, self.gray_tensor(np.zeros((0, w), np.float32))
         acc = torch.zeros(1, self.generator.out_channels, 0, w, device=self.device)
         wsum = torch.zeros(1, 1, 0, w, device=self.device)
