@@ -223,8 +223,9 @@ def service_mosaic(url: str, layer: str | None, grid: Grid, scale: int, cache: P
     south, west, north, east = (array_bounds(grid.height, grid.width, grid.transform)[i] for i in (1, 0, 3, 2))
     area = Area(shapely.box(west, south, east, north), grid.crs.to_string(), "the input's footprint")
     matrix = lyr.matrix(zoom, metres_per_pixel(grid) * scale / 2)
-    jobs = plan_tiles(lyr, matrix, area)
-    result = harvest(jobs, cache, Fetcher(session, RateLimit(10.0)), progress=progress)
+    plan = plan_tiles(lyr, matrix, area)
+    result = harvest([plan], cache, Fetcher(session, RateLimit(10.0)), progress=progress)
+    jobs = list(plan)
     rows = [j.row for j in jobs]
     cols = [j.col for j in jobs]
     r0, c0 = min(rows), min(cols)
