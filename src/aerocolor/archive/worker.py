@@ -190,7 +190,7 @@ class ArchiveWorker:
                 result["stretch"] = list(opts.value_range)
             written = colorize_one(self.colorizer, Path(path), spec.out_dir, spec.compare, spec.raster.tile,
                                    spec.raster.overlap, False, spec.suffix, warnings.append, False,
-                                   self.variants, opts, self.local(stats))
+                                   self.variants, opts, stats=self.local(stats))
             result.update(status="done", outputs=[
                 {"path": os.path.relpath(p, spec.out_dir), "sha256": file_sha256(p),
                  "role": "preview" if Path(p).stem.endswith("_compare") else "colour"} for p in written])
