@@ -52,8 +52,9 @@ def test_folded_channels_last_generator_matches_reference(bundled, real_gray):
     assert got.is_contiguous() and got.shape == expected.shape
     assert (got - expected).abs().max() < RAW_TOLERANCE
     # the whole colorizer, tiled, with the scene context's statistics shared across tiles
-    slow = Colorizer(reference, config, cpu).colorize(real_gray, tile=384, overlap=64)
-    quick = Colorizer(fast, config, cpu).colorize(real_gray, tile=384, overlap=64)
+    crop = real_gray[:320, :384]
+    slow = Colorizer(reference, config, cpu).colorize(crop, tile=224, overlap=32)
+    quick = Colorizer(fast, config, cpu).colorize(crop, tile=224, overlap=32)
     assert np.abs(slow - quick).max() < COLOUR_TOLERANCE
 
 
@@ -72,9 +73,11 @@ def test_onnx_matches_reference(bundled, real_gray):
     onnx_one = load_colorizer(None, "cpu", "onnx")
     reference = Colorizer(TorchGenerator(bundled[0], torch.device("cpu"), fast=False), bundled[1],
                           torch.device("cpu"))
-    expected = reference.colorize(real_gray)
+    crop = real_gray[:256, :320]
+    expected = reference.colorize(crop, tile=192, overlap=32)  # tiled: statistics pass and blending
     for colorizer in (torch_one, onnx_one):
-        assert np.abs(colorizer.colorize(real_gray) - expected).max() < COLOUR_TOLERANCE, colorizer.backend
+        got = colorizer.colorize(crop, tile=192, overlap=32)
+        assert np.abs(got - expected).max() < COLOUR_TOLERANCE, colorizer.backend
 
 
 def test_tile_plan_spreads_tiles_evenly():
@@ -99,9 +102,9 @@ def test_tile_plan_spreads_tiles_evenly():
 
 def test_blank_tiles_are_not_run(tiny_checkpoint, real_gray):
     colorizer = load_colorizer(tiny_checkpoint, "cpu")
-    gray = real_gray[:, :]
+    gray = real_gray[:480, :480]
     h, w = gray.shape
-    tops, lefts, th, tw = colorizer.plan(h, w, 256, 32)
+    tops, lefts, th, tw = colorizer.plan(h, w, 192, 32)
     assert len(tops) == len(lefts) == 3
     blank_tile = (tops[0], lefts[0])
     calls: list[int] = []
@@ -116,6 +119,7 @@ def test_blank_tiles_are_not_run(tiny_checkpoint, real_gray):
         return torch.cat([raw for _, _, raw in rows], dim=-2)[0], sum(calls)
 
     done: list[int] = []
+    colorizer.generator.norm_calls(None)  # counted once, on first use: not part of what is compared
     whole, n_all = blend()
     skipped, n_some = blend(lambda t, lft, hh, ww: (t, lft) == blank_tile)
     assert n_all - n_some == 1  # (both include the statistics pass)
