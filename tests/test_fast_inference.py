@@ -105,7 +105,8 @@ def test_blank_tiles_are_not_run(tiny_checkpoint, real_gray):
     gray = real_gray[:480, :480]
     h, w = gray.shape
     tops, lefts, th, tw = colorizer.plan(h, w, 192, 32)
-    assert len(tops) == len(lefts) == 3
+    n_tiles = len(tops) * len(lefts)
+    assert len(tops) >= 2 and len(lefts) >= 2
     blank_tile = (tops[0], lefts[0])
     calls: list[int] = []
     colorizer.generator.method.netG.register_forward_pre_hook(lambda _, args: calls.append(len(args[0])))
@@ -115,7 +116,7 @@ def test_blank_tiles_are_not_run(tiny_checkpoint, real_gray):
 
     def blend(blank=None):
         calls.clear()
-        rows = list(colorizer.blend_tiles(read, h, w, 256, 32, blank=blank, progress=done.append))
+        rows = list(colorizer.blend_tiles(read, h, w, 192, 32, blank=blank, progress=done.append))
         return torch.cat([raw for _, _, raw in rows], dim=-2)[0], sum(calls)
 
     done: list[int] = []
@@ -123,7 +124,7 @@ def test_blank_tiles_are_not_run(tiny_checkpoint, real_gray):
     whole, n_all = blend()
     skipped, n_some = blend(lambda t, lft, hh, ww: (t, lft) == blank_tile)
     assert n_all - n_some == 1  # (both include the statistics pass)
-    assert sum(done) == 18  # progress still counts every tile
+    assert sum(done) == 2 * n_tiles  # progress still counts every tile
     # outside the blank tile the output is the same; inside, only where no other tile reaches
     mask = np.ones((h, w), bool)
     mask[:th, :tw] = False

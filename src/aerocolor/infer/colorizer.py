@@ -51,15 +51,26 @@ def pad_to_multiple(x: torch.Tensor, multiple: int, min_side: int = 1) -> tuple[
 
 def axis_tiles(n: int, tile: int, overlap: int, multiple: int = 1) -> tuple[list[int], int]:
     """(starts, side) of the fewest equal tiles of at most ``tile`` pixels covering ``n``
-    pixels, overlapping by at least ``overlap``. Spreading the overlap evenly wastes far less
-    than full-size tiles with the last one shifted back (2 tiles of 332 px for 600 px, not 2 of
-    512). Sides are rounded up to ``multiple`` (the network's size multiple) where room allows."""
+    pixels, overlapping by at least ``overlap``. Spreading the overlap over the tiles wastes far
+    less than full-size tiles with the last one shifted back (2 tiles of 332 px for 600 px, not
+    2 of 512). Sides and steps are multiples of ``multiple``, so every start but the last (which
+    ends at the border) is too: a network that downsamples by 4 gives other output for an input
+    shifted by 2 pixels."""
     if n <= tile:
         return [0], n
+    if overlap + 2 * multiple > tile:
+        multiple = 1
     count = -(-(n - overlap) // (tile - overlap))
-    side = -(-(n + (count - 1) * overlap) // count)
-    side = min(n, -(-side // multiple) * multiple, tile)
-    return [i * (n - side) // (count - 1) for i in range(count)], side
+    while True:
+        side = -(-(n + (count - 1) * overlap) // count)
+        side = -(-side // multiple) * multiple
+        while (count - 1) * ((side - overlap) // multiple * multiple) + side < n:
+            side += multiple
+        if side <= tile:
+            break
+        count += 1
+    step = (side - overlap) // multiple * multiple
+    return [i * step for i in range(count - 1)] + [n - side], side
 
 
 def tile_plan(h: int, w: int, tile: int, overlap: int, multiple: int = 1
