@@ -53,7 +53,7 @@ class GrayTiles(CalibrationDataReader):
     @staticmethod
     def tile(path: Path) -> np.ndarray:
         gray = to_gray(as_rgb(read_image(path)))
-        s = min(CALIBRATION_SIDE, *gray.shape)
+        s = min(CALIBRATION_SIDE, *gray.shape) // 8 * 8  # the generator takes multiples of 4
         t, lft = (gray.shape[0] - s) // 2, (gray.shape[1] - s) // 2
         return np.ascontiguousarray(gray[t:t + s, lft:lft + s], np.float32)[None, None]
 

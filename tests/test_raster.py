@@ -80,8 +80,7 @@ def test_feather_weights_cover_and_crop_edges():
     h, w = 700, 900
     tops, lefts, th, tw = tile_plan(h, w, TILE, OVERLAP)
     assert (len(tops), len(lefts)) == (4, 5) and th <= TILE and tw <= TILE
-    rows, cols = TileRamps(tops, th, h, OVERLAP), TileRamps(lefts, tw, w, OVERLAP)
-    assert rows.overlap >= OVERLAP and cols.overlap >= OVERLAP
+    rows, cols = TileRamps(tops, th), TileRamps(lefts, tw)
     wsum = np.zeros((h, w), np.float32)
     for i, t in enumerate(tops):
         for j, lft in enumerate(lefts):
@@ -89,10 +88,8 @@ def test_feather_weights_cover_and_crop_edges():
             if lft > 0:
                 assert wt[:, :OVERLAP // 4].max() == 0  # the edge facing a neighbour is cropped
             wsum[t:t + th, lft:lft + tw] += wt
-    assert wsum.min() > 0.5
-    # evenly spread neighbours cross-fade to a (nearly) constant sum: a step 1 px shorter than
-    # the others leaves a ramp 1 px out of step
-    assert np.allclose(wsum, 1.0, atol=0.05)
+    # neighbours cross-fade to a constant sum, whatever each overlap is
+    assert np.allclose(wsum, 1.0, atol=1e-5)
 
 
 def check_seams(colorizer: Colorizer, colour_truth: np.ndarray) -> tuple[float, float]:

@@ -109,8 +109,6 @@ def colorize(
     files = expand_inputs(items)
     output_folder(out)
     colorizer = load_colorizer(model, device, backend)
-    if backend == "auto":
-        typer.echo(f"backend: {colorizer.backend}", err=True)
     raster = RasterOptions(band=band, stretch=stretch, cog=cog, match_resolution=match_resolution,
                            tile=tile, overlap=overlap, batch_size=batch_size)
     failed: list[str] = []
@@ -129,6 +127,8 @@ def colorize(
         typer.echo(f"{len(failed)} of {len(files)} inputs failed (the others are done): {', '.join(failed)}",
                    err=True)
         raise typer.Exit(1)
+    if backend == "auto":
+        typer.echo(f"backend: {colorizer.backend}", err=True)
 
 
 @app.command()

@@ -263,7 +263,7 @@ class Colorizer:
         z = self.latent(z)
         tops, lefts, th, tw = self.plan(h, w, tile, overlap)
         windows = [(t, lft, th, tw) for t in tops for lft in lefts]
-        ramps = (TileRamps(tops, th, h, overlap), TileRamps(lefts, tw, w, overlap))
+        ramps = (TileRamps(tops, th), TileRamps(lefts, tw))
         stats = self.norm_stats(read, windows, z)
         buf_top, gray = 0, self.gray_tensor(np.zeros((0, w), np.float32))
         acc = torch.zeros(1, self.generator.out_channels, 0, w, device=self.device)
@@ -300,21 +300,22 @@ class Colorizer:
 
 
 class TileRamps:
-    """Feather ramps along one axis of a tiling. Tiles spread evenly overlap by at least the
-    asked overlap, so each ramp spans the overlap actually there (neighbours then cross-fade to
-    a constant sum), and its edge margin crops a quarter of that."""
+    """Feather ramps along one axis of a tiling. Each end of a tile that faces a neighbour ramps
+    across the overlap actually there (at least the asked one: the last step is often shorter),
+    its margin a quarter of it, so two neighbours always cross-fade to a constant sum."""
 
-    def __init__(self, starts: list[int], side: int, n: int, overlap: int):
-        self.starts, self.side, self.n = starts, side, n
-        steps = [b - a for a, b in zip(starts, starts[1:], strict=False)]
-        self.overlap = side - max(steps) if steps else overlap
-        self.cache: dict[tuple[bool, bool], np.ndarray] = {}
+    def __init__(self, starts: list[int], side: int):
+        self.starts, self.side = starts, side
+        self.cache: dict[tuple[int, int], np.ndarray] = {}
 
     def ramp(self, k: int) -> np.ndarray:
-        key = (self.starts[k] > 0, self.starts[k] + self.side < self.n)
-        if key not in self.cache:
-            self.cache[key] = feather_ramp(self.side, self.overlap, default_margin(self.overlap), *key)
-        return self.cache[key]
+        s, side = self.starts, self.side
+        lo = side - (s[k] - s[k - 1]) if k > 0 else 0
+        hi = side - (s[k + 1] - s[k]) if k + 1 < len(s) else 0
+        if (lo, hi) not in self.cache:
+            self.cache[lo, hi] = np.minimum(feather_ramp(side, lo, default_margin(lo), True, False),
+                                            feather_ramp(side, hi, default_margin(hi), False, True))
+        return self.cache[lo, hi]
 
 
 def array_reader(gray: np.ndarray) -> GrayReader:

@@ -77,6 +77,7 @@ def load_colorizer(path: str | Path | None = None, device: str = "auto",
     if is_onnx or backend == "onnx":
         return onnx_colorizer(path, device)
     colorizer = torch_colorizer(*load_method(path), device, str(path))
+    # multimodal models stay on torch: their style encoder (--style, --samples) is not exported
     if backend == "auto" and colorizer.device.type == "cpu" and not colorizer.multimodal:
         return fastest_colorizer(path, colorizer)
     return colorizer
