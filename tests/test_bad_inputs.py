@@ -9,6 +9,7 @@ from __future__ import annotations
 import io
 import os
 import struct
+import warnings
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -48,10 +49,22 @@ def gray_png(path: Path, h: int, w: int, mode: str = "L") -> Path:
     return path
 
 
-def truncated_jpeg(path: Path) -> Path:
+def truncated_jpeg(path: Path, size: int = 64, keep: float | None = None) -> Path:
+    """A JPEG cut after 300 bytes (inside its header), or after the share ``keep`` of its bytes
+    (the header whole, the image data ending part way)."""
     buf = io.BytesIO()
-    Image.fromarray(np.full((64, 64, 3), 120, np.uint8)).save(buf, format="JPEG")
-    path.write_bytes(buf.getvalue()[:300])
+    pixels = np.random.default_rng(size).integers(0, 255, (size, size, 3), dtype=np.uint8)
+    Image.fromarray(pixels).save(buf, format="JPEG")
+    data = buf.getvalue()
+    path.write_bytes(data[:300] if keep is None else data[: int(len(data) * keep)])
+    return path
+
+
+def multi_page_tiff(path: Path, pages: int = 2) -> Path:
+    """A gray TIFF of several pages, without georeference (a plain scan)."""
+    rng = np.random.default_rng(pages)
+    images = [Image.fromarray(rng.integers(0, 255, (72, 80), dtype=np.uint8)) for _ in range(pages)]
+    images[0].save(path, save_all=pages > 1, append_images=images[1:])
     return path
 
 
@@ -91,7 +104,7 @@ def write_bytes(name: str, data: bytes) -> Callable[[Path], None]:
 CASES = [
     # images that cannot be read
     Case("bomb png", files(lambda t: png_header_only(t / "bomb.png", 100000, 100000), colorize("bomb.png")),
-         says=("bomb.png", "AEROCOLOR_MAX_PIXELS"), no_output="out"),
+         says=("bomb.png", "--max-pixels N", "AEROCOLOR_MAX_PIXELS"), no_output="out"),
     Case("truncated jpeg", files(lambda t: truncated_jpeg(t / "cut.jpg"), colorize("cut.jpg")),
          says=("cut.jpg", "not a readable image"), no_output="out"),
     Case("zero bytes", files(write_bytes("empty.png", b""), colorize("empty.png")), says=("empty.png",),
@@ -103,7 +116,38 @@ CASES = [
         lambda t: (t / "data").mkdir() or png_header_only(t / "data" / "bomb.png", 100000, 100000),
         lambda t: ["train", "--data", str(t / "data"), "-o", str(t / "run"), "-q", "--steps", "1",
                    "--set", "data.crop_size=32", "--set", "model.nets.netG=unet_128"]),
-         says=("bomb.png", "AEROCOLOR_MAX_PIXELS")),
+         says=("bomb.png", "--max-pixels")),
+    Case("bomb png in evaluation data", files(
+        lambda t: (t / "data").mkdir() or png_header_only(t / "data" / "bomb.png", 100000, 100000),
+        lambda t: ["evaluate", "--data", str(t / "data"), "-o", str(t / "ev"), "--no-download", "--device", "cpu",
+                   "--cache", str(t / "cache")]),
+         says=("bomb.png", "--max-pixels"), no_output="ev"),
+    Case("bomb png cut into tiles", files(lambda t: png_header_only(t / "bomb.png", 100000, 100000),
+                                          lambda t: ["tiles", str(t / "bomb.png"), "-o", str(t / "out")]),
+         says=("bomb.png", "100000 x 100000", "--max-pixels"), no_output="out"),
+    Case("truncated jpeg cut into tiles", files(lambda t: truncated_jpeg(t / "cut.jpg", 300, keep=0.5),
+                                                lambda t: ["tiles", str(t / "cut.jpg"), "-o", str(t / "out"),
+                                                           "--size", "64"]),
+         says=("cut.jpg", "truncated"), no_output="out"),
+    Case("jpeg cut in its header, into tiles", files(lambda t: truncated_jpeg(t / "cut.jpg"),
+                                                     lambda t: ["tiles", str(t / "cut.jpg"), "-o", str(t / "out")]),
+         says=("cut.jpg", "not a readable raster"), no_output="out"),
+    Case("image over --max-pixels", files(lambda t: gray_png(t / "a.png", 40, 40),
+                                          colorize("a.png", extra=("--max-pixels", "1000"))),
+         says=("a.png", "1,000 pixels", "--max-pixels"), no_output="out"),
+    Case("image over --max-pixels, into tiles", files(lambda t: gray_png(t / "a.png", 40, 40),
+                                                      lambda t: ["tiles", str(t / "a.png"), "-o", str(t / "out"),
+                                                                 "--max-pixels", "1000"]),
+         says=("a.png", "40 x 40 pixels, more than the limit of 1,000", "--max-pixels"), no_output="out"),
+    Case("max-pixels 0", files(lambda t: gray_png(t / "a.png", 40, 40), colorize("a.png", extra=("--max-pixels", "0"))),
+         says=("--max-pixels 0",), no_output="out"),
+    # fetch plans: counted without listing them, refused above --max-tiles (before any request)
+    Case("whole world at zoom 15", lambda t: ["fetch", "http://127.0.0.1:9/{z}/{x}/{y}.png", "--bbox",
+                                              "-180,-85,180,85", "-z", "15", "-o", str(t / "out")],
+         says=("1,070,268,416 tiles", "--max-tiles 1,000,000"), no_output="out"),
+    Case("max-tiles 0", lambda t: ["fetch", "http://127.0.0.1:9/{z}/{x}/{y}.png", "--bbox", "139.6,35.6,139.7,35.7",
+                                   "-z", "10", "--max-tiles", "0", "-o", str(t / "out")],
+         says=("--max-tiles 0",), no_output="out"),
     # output paths
     Case("output is a file", files(lambda t: (gray_png(t / "a.png", 40, 40), write_text("afile", "x")(t)),
                                    colorize("a.png", out="afile")), says=("--out", "afile", "is a file")),
@@ -252,3 +296,67 @@ def test_tiny_images_keep_their_size_and_gray(tmp_path, capsys):
         colour, gray = read_image(tmp_path / "out" / f"{name}_color.png"), read_image(tmp_path / f"{name}.png")
         assert colour.shape == gray.shape + (3,)
         assert np.abs(colour.mean(axis=2) - gray).mean() < 0.08  # lightness kept
+
+
+@pytest.mark.parametrize("command", ["colorize", "tiles"])
+def test_multi_page_tiff_warns_in_one_line_and_plain_scans_raise_no_georeference_warning(
+        command, tmp_path, capsys):
+    from rasterio.errors import NotGeoreferencedWarning
+
+    multi_page_tiff(tmp_path / "pages.tif", 3)
+    multi_page_tiff(tmp_path / "plain.tif", 1)
+    args = [command, str(tmp_path / "pages.tif"), str(tmp_path / "plain.tif"), "-o", str(tmp_path / "out")]
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        code, err = run_main(args + (["--size", "32"] if command == "tiles" else []), capsys)
+    assert code == 0, err
+    notes = [ln for ln in err.splitlines() if "multi-page" in ln]
+    assert notes == [f"warning: {tmp_path / 'pages.tif'}: a multi-page TIFF (3 pages); only the first page is used"]
+    assert not [w for w in caught if issubclass(w.category, NotGeoreferencedWarning)]
+    assert "NotGeoreferenced" not in err
+
+
+def test_max_pixels_raises_the_limit_for_one_command(tmp_path, capsys, monkeypatch):
+    from PIL import Image
+
+    gray_png(tmp_path / "a.png", 40, 40)
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)  # as AEROCOLOR_MAX_PIXELS=1000 would set it
+    args = ["colorize", str(tmp_path / "a.png"), "-o", str(tmp_path / "out")]
+    code, err = run_main(args, capsys)
+    assert code == 2 and "more than 1,000 pixels" in err
+    code, err = run_main(args + ["--max-pixels", "1500"], capsys)
+    assert code == 2 and "more than 1,500 pixels" in err
+    assert Image.MAX_IMAGE_PIXELS == 1000  # a failed command gives its limit back too
+    code, err = run_main(args + ["--max-pixels", "2000"], capsys)
+    assert code == 0, err
+    assert (tmp_path / "out" / "a_color.png").is_file()
+    assert Image.MAX_IMAGE_PIXELS == 1000  # the option ends with its command
+
+
+def test_the_readme_troubleshooting_table_lists_every_case():
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    section = readme.split("## Troubleshooting", 1)[1].split("\n## ", 1)[0]
+    listed = {row.split(" | ")[0].removeprefix("| ") for row in section.splitlines() if row.startswith("| ")}
+    missing = [c.name for c in CASES if c.name not in listed]
+    assert not missing, f"add them with scripts/troubleshooting_table.py: {missing}"
+
+
+def test_tiles_leave_nothing_partial_and_clear_the_staging_of_killed_runs(tmp_path, capsys):
+    from aerocolor.data.tiles import STAGING_PREFIX
+    from aerocolor.imageio import list_images
+
+    out = tmp_path / "out"
+    abandoned = out / f"{STAGING_PREFIX}999999999" / "old"  # a run killed before it moved its tiles
+    abandoned.mkdir(parents=True)
+    gray_png(abandoned / "0000_0000.png", 64, 64)
+    assert list_images(out) == []  # work in progress is never taken for images
+    gray_png(tmp_path / "good.png", 128, 128)
+    truncated_jpeg(tmp_path / "cut.jpg", 300, keep=0.5)
+    args = ["tiles", str(tmp_path / "good.png"), str(tmp_path / "cut.jpg"), "-o", str(out), "--size", "64"]
+    code, err = run_main(args, capsys)
+    assert code == 2 and "cut.jpg" in err
+    assert [p for p in out.rglob("*") if p.is_file()] == []  # good.png's tiles were not kept either
+    code, err = run_main(args[:2] + args[3:], capsys)
+    assert code == 0, err
+    assert sorted(p.name for p in list_images(out)) == [f"000{r}_000{c}.png" for r in (0, 1) for c in (0, 1)]
+    assert sorted(p.name for p in out.iterdir()) == ["good", "manifest.jsonl"]  # no staging left

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import io
 import json
 import math
+import sys
 
 import numpy as np
 import pytest
 import scipy.linalg
 import torch
+from conftest import Terminal
 from typer.testing import CliRunner
 
 from aerocolor.cli import app
@@ -83,6 +86,20 @@ def test_kid_is_unbiased_near_zero_for_two_halves_of_one_set(features):
     biased = k(f[::2], f[::2]).mean() + k(f[1::2], f[1::2]).mean() - 2 * k(f[::2], f[1::2]).mean()
     assert abs(halves) < 0.1 * cross
     assert abs(halves) < 0.5 * biased
+
+
+def test_kid_std_is_not_a_number_when_one_subset_holds_every_image(features):
+    from aerocolor.evaluate import report_markdown
+
+    f, old = features["colour"], features["old"]
+    _, one_subset = kernel_inception_distance(f[:8], old)  # both sets fit one subset
+    _, spread = kernel_inception_distance(f, old, subsets=10, subset_size=6)
+    assert math.isnan(one_subset)
+    assert spread > 0
+    report = {"checkpoint": "m.pt", "method": "pix2pix", "notes": [],
+              "old": {"images": 8, "fid": 1.0, "kid_mean": 0.5, "kid_std": one_subset,
+                      "is_mean": 1.0, "is_std": 0.0, "is_max": 1.0}}
+    assert "| KID std | n/a |" in report_markdown(report)
 
 
 def test_preprocessing_is_8_bit_299_pixels_in_the_tensorflow_range():
@@ -165,11 +182,13 @@ def test_evaluate_command_writes_json_and_markdown(tiny_checkpoint, shared_data,
     gray, old = report["gray"], report["old"]
     assert gray["images"] == old["images"] == 3
     assert gray["fid"] > 0 and old["fid"] > 0 and gray["is_mean"] is None
+    assert gray["kid_std"] is None  # 3 images: one KID subset, no spread to report
     assert 0 < gray["ssim"] <= 1 and gray["ciede2000"] > 0
     assert gray["gray_input"]["colorfulness"] == pytest.approx(0, abs=1e-3)
     assert any("Inception Score not computed" in n for n in report["notes"])
     md = (out / "evaluation.md").read_text()
     assert "| FID |" in md and "| CIEDE2000 |" in md and "gray input" in md
+    assert "| KID std | n/a |" in md
     assert [p.name for p in sorted((out / "samples").iterdir())] == ["gray_00.png", "old_00.png"]
 
     # the truths are also the old photos' reference: one cached feature set, found again
@@ -187,3 +206,21 @@ def test_nothing_to_evaluate_is_a_clear_error(tiny_checkpoint):
 
     with pytest.raises(AerocolorError, match="nothing to evaluate"):
         evaluate_model(load_colorizer(tiny_checkpoint, "cpu"), None, None)
+
+
+def test_evaluate_shows_progress_on_a_terminal_only(tiny_checkpoint, shared_data, tmp_path, monkeypatch):
+    from aerocolor.infer import load_colorizer
+
+    colorizer = load_colorizer(tiny_checkpoint, "cpu")
+    data = [str(shared_data / "color/val/aid")]
+    for i, (shown, stream) in enumerate(((True, Terminal()), (False, Terminal()), (True, io.StringIO()))):
+        monkeypatch.setattr(sys, "stderr", stream)
+        # a fresh feature cache each time, so the truths' feature pass runs too
+        opts = EvalOptions(max_images=2, device="cpu", download=False, cache_dir=str(tmp_path / f"cache{i}"),
+                           progress=shown)
+        evaluate_model(colorizer, data, opts=opts)
+        text = stream.getvalue()
+        drawn = shown and isinstance(stream, Terminal)
+        assert ("colorize gray versions" in text) == drawn
+        assert ("FID features of the truth" in text) == drawn
+        assert ("2/2" in text) == drawn

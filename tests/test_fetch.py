@@ -333,3 +333,42 @@ def test_killed_harvest_resumes_without_refetching(xyz, tmp_path):
     assert f"{len(done)} already here" in res.output
     assert all(h.hits[t] == before[t] for t in done), "finished tiles are not downloaded again"
     assert len(read_records(out / "xyz")) == len(XYZ_TILES)
+
+
+def test_whole_world_dry_run_is_counted_without_listing_tiles(xyz, tmp_path):
+    import morecantile
+
+    tms = morecantile.tms.get("WebMercatorQuad")
+    top, bottom = tms.tile(0, 85, 15).y, tms.tile(0, -85, 15).y
+    expected = (bottom - top + 1) * 2**15  # every column, the rows between the two latitudes
+    out = tmp_path / "world"
+    res = run_cli("fetch", xyz["template"], "--bbox", "-180,-85,180,85", "-z", "15", "-o", out, "--dry-run")
+    assert res.exit_code == 0, res.output
+    assert f"dry run: {expected:,} tiles" in res.output
+    assert f"the fetch would need --max-tiles {expected}" in res.output
+    assert not out.exists()
+
+
+def test_polygon_plans_list_exactly_the_tiles_sharing_area_with_the_polygon():
+    import shapely
+
+    from aerocolor.data.area import Area
+    from aerocolor.data.harvest import plan_tiles
+    from aerocolor.data.sources import open_xyz
+
+    layer = open_xyz("http://127.0.0.1:9/{z}/{x}/{y}.png")
+    # concave, with a hole, and a second part: rows cross the polygon in several runs
+    outer = [(139.60, 35.60), (139.70, 35.60), (139.70, 35.68), (139.65, 35.64), (139.60, 35.68)]
+    hole = [(139.62, 35.61), (139.68, 35.61), (139.68, 35.63), (139.62, 35.63)]
+    area = Area(shapely.MultiPolygon([(outer, [hole]), shapely.box(139.75, 35.6, 139.76, 35.62)]), "EPSG:4326", "aoi")
+    for zoom in ("13", "15"):
+        matrix = layer.matrix(zoom)
+        plan = plan_tiles(layer, matrix, area)
+        assert not plan.rectangle
+        (r0, r1), (c0, c1) = plan.rows, plan.cols
+        brute = [(r, c) for r in range(r0 - 1, r1 + 2) for c in range(c0 - 1, c1 + 2)
+                 if plan.geometry.intersection(shapely.box(*matrix.tile_bounds(r, c))).area > 0]
+        listed = [(j.row, j.col) for j in plan]
+        assert listed == brute and plan.count == len(brute), zoom
+        assert [(plan.job_at(i).row, plan.job_at(i).col) for i in range(plan.count)] == listed
+        assert (r1 - r0 + 1) * (c1 - c0 + 1) > plan.count  # the polygon, not its bounding box

@@ -7,7 +7,7 @@ import sys
 
 import pytest
 import torch
-from conftest import ROOT, tiny_overrides
+from conftest import ROOT, Terminal, tiny_overrides
 
 from aerocolor.checkpoint import load_checkpoint, save_checkpoint
 from aerocolor.color import net_input, net_target
@@ -135,6 +135,20 @@ def test_validation_keeps_the_best_checkpoint(shared_data, tmp_path):
     assert load_checkpoint(tmp_path / "best.pt")["step"] == int(best_step)
     assert all(0 < v < 100 for v in last["metrics"].values())
     assert (tmp_path / "losses.csv").read_text().startswith("step,D,G_GAN,G_L1")
+
+
+def test_validation_and_batchnorm_calibration_show_progress_on_a_terminal(shared_data, tmp_path, monkeypatch):
+    cfg = _cfg(shared_data, tmp_path, 1, **{
+        "data.val": f"[{shared_data / 'color/val/aid'}]", "data.val_max_images": 2, "train.val_every": 1,
+        "model.nets.norm": "batch", "train.bn_calibration_images": 4,
+    })
+    for progress in (True, False):
+        stream = Terminal()
+        monkeypatch.setattr(sys, "stderr", stream)
+        train(cfg, resume=False, progress=progress)
+        text = stream.getvalue()
+        assert ("validation: " in text) == progress and ("2/2" in text) == progress
+        assert ("batch-norm calibration: " in text) == progress
 
 
 def test_wgangp_and_hinge_objectives_train(shared_data, tmp_path):

@@ -21,6 +21,21 @@ app = typer.Typer(
 )
 
 
+def _set_max_pixels(ctx: typer.Context, value: int | None) -> int | None:
+    if value is not None:
+        from .imageio import kept_pixel_limit, set_pixel_limit
+
+        ctx.with_resource(kept_pixel_limit())  # the previous limit comes back when the command ends
+        set_pixel_limit(value)
+    return value
+
+
+# the same limit as AEROCOLOR_MAX_PIXELS, for one command
+MaxPixels = Annotated[int | None, typer.Option(
+    "--max-pixels", callback=_set_max_pixels,
+    help="Refuse images whose header claims more pixels than this, a guard against decompression bombs "
+         "(default: AEROCOLOR_MAX_PIXELS, else about 89 million); GeoTIFFs streamed by GDAL are not limited.")]
+
 
 def _version(value: bool) -> None:
     if value:
@@ -50,6 +65,7 @@ def train(
     resume: Annotated[bool, typer.Option(help="Continue from the run folder's last.pt if present.")] = True,
     until_step: Annotated[int | None, typer.Option("--until-step", help="Stop at this step (the schedule still spans the full budget).")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+    max_pixels: MaxPixels = None,
 ) -> None:
     """Train a colorization model. Launch with torchrun for multi-process training."""
     from .config import load_config
@@ -87,16 +103,36 @@ def colorize(
     samples: Annotated[int, typer.Option(help="Multimodal (BicycleGAN) models: K colorizations each, NAME_color_1..K.png.")] = 0,
     style: Annotated[Path | None, typer.Option(help="Multimodal models: take the colours of this reference colour image.")] = None,
     seed: Annotated[int, typer.Option(help="Seed of the --samples latent codes.")] = 0,
+    engine: Annotated[str, typer.Option(help="local (this process) or ray (Ray workers, each loading the model once). ray, --archive or --consistent run an archive job: OUT/colorize-manifest.jsonl (reruns skip verified outputs), OUT/mosaic.vrt and OUT/stac/.")] = "local",
+    ray_address: Annotated[str | None, typer.Option("--ray-address", help="--engine ray: join this Ray cluster (e.g. auto, or ray://HEAD:10001); default: start a local Ray and stop it afterwards.")] = None,
+    workers: Annotated[int | None, typer.Option(help="--engine ray: worker processes (default: one per CPU of the cluster).")] = None,
+    worker_gpus: Annotated[float, typer.Option("--worker-gpus", help="--engine ray: GPUs per worker (1, or 0.5 for two workers per GPU); use with --device cuda.")] = 0,
+    archive: Annotated[bool, typer.Option(help="Run as an archive job on the local engine too (manifest, resume, mosaic.vrt, STAC items).")] = False,
+    consistent: Annotated[bool, typer.Option(help="One colour look per group of inputs: whole-input statistics are gathered over all inputs of a group first, then shared by every file.")] = False,
+    group_by: Annotated[str, typer.Option("--group-by", help="--consistent groups: folder (each input's folder), all, or a regular expression on the path whose first group names the group (e.g. 'flight_(\\d+)').")] = "folder",
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+    max_pixels: MaxPixels = None,
+    restore: Annotated[bool, typer.Option("--restore", help="Repair dust, scratches, blotches and holes first (see aerocolor restore); the damage masks go to OUT/NAME_mask.tif.")] = False,
+    mask_borders: Annotated[bool, typer.Option("--mask-borders", help="With --restore: leave the frame border, fiducials and data strip as nodata.")] = False,
+    reference: Annotated[Path | None, typer.Option(help="A colour reference: a georeferenced raster of the same place (reprojected onto each georeferenced input; any CRS and resolution; no data where it does not reach), or any colour image, whose palette is used. Picks the bundled reference model unless -m is given.")] = None,
+    reference_wmts: Annotated[str | None, typer.Option("--reference-wmts", help="A colour reference from a map service: WMTS URL (with --reference-layer) or XYZ template with {z}/{x}/{y}; the tiles over each input's footprint are fetched (cached in OUT/.reference_tiles, resumable).")] = None,
+    reference_layer: Annotated[str | None, typer.Option("--reference-layer", help="WMTS layer of --reference-wmts.")] = None,
+    reference_zoom: Annotated[str | None, typer.Option("--reference-zoom", help="Zoom level of --reference-wmts (default: the one nearest half the model's reference cell size).")] = None,
+    reference_strength: Annotated[float, typer.Option("--reference-strength", help="0..1: how strongly the colours follow the reference (1: fully, 0: as without one).")] = 1.0,
 ) -> None:
     """Colorize gray aerial photos (PNG, JPEG, TIFF; any size). Colour inputs are converted to gray first.
 
-    Rasters (GeoTIFF, COG, JPEG2000, VRT) are streamed tile by tile into georeferenced .tif outputs."""
+    Rasters (GeoTIFF, COG, JPEG2000, VRT) are streamed tile by tile into georeferenced .tif outputs.
+    Whole archives: --engine ray (see the README's archive section)."""
+    from tqdm import tqdm
+
     from .checkpoint import CKPT_SUFFIXES
     from .colorize import colorize_files, expand_inputs, latent_variants
     from .imageio import output_folder
-    from .infer import load_colorizer
+    from .infer import load_colorizer, reference_model_path
     from .infer.colorizer import check_tiling
     from .infer.raster import RasterOptions
+    from .infer.reference import ReferenceSpec
 
     items = list(inputs)
     if model is None and items and Path(items[0]).suffix.lower() in CKPT_SUFFIXES:
@@ -106,11 +142,51 @@ def colorize(
     check_tiling(tile, overlap, batch_size)
     if samples < 0:
         raise AerocolorError(f"--samples {samples}: give 0 (one colorization) or a positive count")
+    spec = None
+    if reference is not None or reference_wmts is not None:
+        if reference is not None and reference_wmts is not None:
+            raise AerocolorError("give one reference: --reference FILE or --reference-wmts URL, not both")
+        spec = ReferenceSpec(reference, reference_wmts, reference_layer, reference_strength, reference_zoom,
+                             out / ".reference_tiles", warn=lambda m: typer.echo(f"warning: {m}", err=True))
+        if model is None and reference_model_path().is_file():
+            model = reference_model_path()
     files = expand_inputs(items)
     output_folder(out)
-    colorizer = load_colorizer(model, device, backend)
+    if restore or mask_borders:
+        import atexit
+        import shutil
+        import tempfile
+
+        from .restore.restore import restore_before_colorizing
+
+        work = Path(tempfile.mkdtemp(prefix=".restored-", dir=out))
+        atexit.register(shutil.rmtree, work, ignore_errors=True)  # also when colorizing fails
+        files = restore_before_colorizing(files, out, work, mask_borders, device)
     raster = RasterOptions(band=band, stretch=stretch, cog=cog, match_resolution=match_resolution,
                            tile=tile, overlap=overlap, batch_size=batch_size)
+    if engine != "local" or archive or consistent:
+        from .archive import ArchiveOptions, run_archive
+        from .archive.worker import WorkSpec
+
+        if consistent and (samples or style is not None):
+            raise AerocolorError("--consistent shares one set of statistics per group; it does not combine "
+                                 "with --samples or --style (colorize the variants without --consistent)")
+        if spec is not None:
+            raise AerocolorError("--reference is not available in archive jobs (--engine ray, --archive, "
+                                 "--consistent) yet: colorize with a reference on the local engine")
+        work_spec = WorkSpec(out_dir=out, model=model, device=device, backend=backend, raster=raster,
+                        compare=compare, samples=samples, style=style, seed=seed, max_pixels=max_pixels)
+        summary = run_archive(files, work_spec, ArchiveOptions(
+            engine=engine, ray_address=ray_address, workers=workers, worker_gpus=worker_gpus,
+            consistent=consistent, group_by=group_by, progress=not quiet),
+            warn=lambda m: typer.echo(m, err=True))
+        for line in summary.lines():
+            typer.echo(line, err=line.startswith("failed"))
+        if summary.failed:
+            raise typer.Exit(1)
+        return
+    colorizer = load_colorizer(model, device, backend)
+    colorizer.check_reference(spec)
     failed: list[str] = []
 
     def report(path: Path, e: AerocolorError) -> None:
@@ -118,9 +194,11 @@ def colorize(
         typer.echo(f"error: {e}", err=True)
 
     written = colorize_files(colorizer, files, out, compare=compare, tile=tile, overlap=overlap,
-                             skip_existing=skip_existing, warn=lambda m: typer.echo(m, err=True),
-                             raster=raster, latents=latent_variants(colorizer, samples, style, seed),
-                             on_error=report if len(files) > 1 else None)
+                             skip_existing=skip_existing, warn=lambda m: tqdm.write(m, file=sys.stderr),
+                             raster=raster, latents=latent_variants(colorizer, samples, style, seed), progress=not quiet,
+                             on_error=report if len(files) > 1 else None, reference=spec)
+    if restore or mask_borders:
+        shutil.rmtree(work, ignore_errors=True)
     for p in written:
         typer.echo(str(p))
     if failed:
@@ -216,6 +294,7 @@ def user_error_line(e: AerocolorError | OSError) -> str:
 # Sub-commands of other areas live in commands/ and register on `app` when imported, one line each.
 from .commands import data as _data_commands  # noqa: E402,F401
 from .commands import evaluate as _evaluate_commands  # noqa: E402,F401
+from .commands import restore as _restore_commands  # noqa: E402,F401
 from .commands import web as _web_commands  # noqa: E402,F401
 
 

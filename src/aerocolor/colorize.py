@@ -13,9 +13,19 @@ from tqdm import tqdm
 from .color import gray_from_rgb, to_tensor
 from .data.datasets import as_rgb
 from .errors import AerocolorError, ImageReadError
-from .imageio import IMAGE_SUFFIXES, is_color, list_images, read_image, write_image
+from .imageio import (
+    IMAGE_SUFFIXES,
+    extra_pages_note,
+    georeference_optional,
+    is_color,
+    list_images,
+    read_image,
+    write_image,
+)
 from .infer.colorizer import DEFAULT_OVERLAP, DEFAULT_TILE, Colorizer
+from .infer.generator import NormStats
 from .infer.raster import RasterOptions, colorize_raster, is_raster, raster_output_path, raster_preview
+from .infer.reference import ReferenceSpec
 
 log = logging.getLogger("aerocolor")
 
@@ -82,17 +92,22 @@ def colorize_files(colorizer: Colorizer, inputs: list[Path], out_dir: Path, comp
                    suffix: str = "_color", warn=print, progress: bool = True,
                    latents: list[tuple[str, torch.Tensor]] | None = None,
                    raster: RasterOptions | None = None,
-                   on_error: Callable[[Path, AerocolorError], None] | None = None) -> list[Path]:
+                   on_error: Callable[[Path, AerocolorError], None] | None = None,
+                   reference: ReferenceSpec | None = None) -> list[Path]:
     """Colorize each input image into ``out_dir`` as NAME_color.png, or NAME_color_k.png for each
     code of ``latents`` (see :func:`latent_variants`), (and NAME_compare.png);
     rasters (GeoTIFF, JPEG2000, ...) are streamed into georeferenced NAME_color.tif files.
+    A colour ``reference`` is placed on each georeferenced raster's grid, or gives the palette.
     With ``on_error``, an input that cannot be colorized is reported to it and the others go on."""
     written: list[Path] = []
     raster = raster or RasterOptions(tile=tile, overlap=overlap)
     for path in tqdm(inputs, unit="image", disable=not progress or len(inputs) < 2, desc="colorize"):
         try:
-            written += colorize_one(colorizer, path, out_dir, compare, tile, overlap, skip_existing,
-                                    suffix, warn, progress, latents or [("", None)], raster)
+            if note := extra_pages_note(path):
+                warn(f"warning: {note}")
+            with georeference_optional():  # scans without georeference give outputs without one
+                written += colorize_one(colorizer, path, out_dir, compare, tile, overlap, skip_existing,
+                                        suffix, warn, progress, latents or [("", None)], raster, reference)
         except AerocolorError as e:
             if on_error is None:
                 raise
@@ -102,15 +117,18 @@ def colorize_files(colorizer: Colorizer, inputs: list[Path], out_dir: Path, comp
 
 def colorize_one(colorizer: Colorizer, path: Path, out_dir: Path, compare: bool, tile: int, overlap: int,
                  skip_existing: bool, suffix: str, warn, progress: bool,
-                 variants: list[tuple[str, torch.Tensor | None]], raster: RasterOptions) -> list[Path]:
-    """The outputs of one input (see :func:`colorize_files`)."""
+                 variants: list[tuple[str, torch.Tensor | None]], raster: RasterOptions,
+                 reference: ReferenceSpec | None = None, stats: NormStats = None) -> list[Path]:
+    """The outputs of one input (see :func:`colorize_files`); ``stats``: shared whole-input
+    statistics instead of the input's own (``aerocolor.archive``'s --consistent)."""
     written: list[Path] = []
     if is_raster(path):
         targets = []
         for tag, z in variants:
             target = raster_output_path(path, out_dir, f"{suffix}{tag}")
             if not (skip_existing and target.exists()):
-                written.append(colorize_raster(colorizer, path, target, raster, progress, z=z))
+                written.append(colorize_raster(colorizer, path, target, raster, progress, z=z,
+                                               reference=reference, stats=stats))
             targets.append(target)
         preview = out_dir / f"{path.stem}_compare.png"
         if compare and not (skip_existing and preview.exists()):
@@ -122,8 +140,10 @@ def colorize_one(colorizer: Colorizer, path: Path, out_dir: Path, compare: bool,
         return written
     img = read_image(path)
     gray = to_gray(img, str(path), warn)
-    colours = [colorizer.colorize(gray, tile=tile, overlap=overlap, batch_size=raster.batch_size, z=z)
-               for _, z in variants]
+    ref = None if reference is None else reference.for_grid(None, colorizer.config.model.reference.scale,
+                                                            str(path))
+    colours = [colorizer.colorize(gray, tile=tile, overlap=overlap, batch_size=raster.batch_size, z=z,
+                                  reference=ref, stats=stats) for _, z in variants]
     written += [write_image(t, c) for t, c in zip(targets, colours, strict=True)]
     if compare:
         panels = [gray, *colours] + ([img] if img.ndim == 3 and is_color(img) else [])

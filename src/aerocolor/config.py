@@ -34,6 +34,28 @@ class NetworkConfig(_Strict):
     init_gain: float = Field(0.02, gt=0)
 
 
+class ReferenceConfig(_Strict):
+    """A colour reference as a second input of the generator (see aerocolor.reference); the
+    training references are made from the truth with the options below."""
+
+    enabled: bool = Field(False, description="the generator takes a colour reference (method "
+                          "pix2pix); without one it works as a plain model")
+    scale: int = Field(8, ge=1, description="the reference's colour is averaged over blocks of this many "
+                       "input pixels a side (the coarse scale it is given at)")
+    drop_probability: float = Field(0.3, ge=0, le=1, description="training: share of images without a reference")
+    palette_probability: float = Field(0.2, ge=0, le=1, description="training: share of images with a palette "
+                                       "reference (mean colour only)")
+    change_parts: int = Field(2, ge=0, description="training: up to this many rectangles of each reference "
+                              "take another image's content (land-cover change)")
+    change_max_side: float = Field(0.5, ge=0, le=1, description="training: their largest side, as a share of the crop")
+    jitter_saturation: float = Field(0.3, ge=0, lt=1, description="training: colour gain and saturation jitter "
+                                     "of the reference (season, sensor)")
+    jitter_shift: float = Field(0.06, ge=0, le=1, description="training: colour offset jitter (RGB in [0, 1])")
+    max_shift: int = Field(6, ge=0, description="training: misregistration of the reference in pixels")
+    partial_probability: float = Field(0.2, ge=0, le=1, description="training: share of references that "
+                                       "cover only part of the crop")
+
+
 class ModelConfig(_Strict):
     method: str = "pix2pix"
     color_mode: Literal["rgb", "lab"] = "rgb"
@@ -41,6 +63,7 @@ class ModelConfig(_Strict):
     nets: NetworkConfig = NetworkConfig()
     options: dict[str, Any] = Field(default_factory=dict, description="method-specific options")
     ground_resolution: float | None = Field(None, description="metres per pixel of training data")
+    reference: ReferenceConfig = ReferenceConfig()
 
 
 class DataConfig(_Strict):

@@ -20,7 +20,7 @@ import hashlib
 import json
 import math
 import os
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -37,6 +37,7 @@ from .fid import FEATURE_DIM, default_network_path, fid_features, frechet_distan
 from .imageio import atomic_write, list_images, read_image, write_image
 from .infer import Colorizer, pick_device
 from .metrics import lab_of
+from .progress import progress_bar
 
 # the pytorch-fid release of the TensorFlow Inception weights, classifier included
 STANDARD_WEIGHTS_URL = (
@@ -76,6 +77,7 @@ class EvalOptions:
     is_splits: int = 10
     samples: int = 0
     samples_dir: str | None = None
+    progress: bool = True  # bars for the colorizing and FID feature passes (on a terminal only)
 
 
 # ---- paired metrics -------------------------------------------------------------------------
@@ -147,7 +149,8 @@ def mean_metrics(rows: list[dict[str, float]]) -> dict[str, float]:
 def kernel_inception_distance(a: np.ndarray, b: np.ndarray, subsets: int = 100,
                               subset_size: int = 1000, seed: int = 0) -> tuple[float, float]:
     """Unbiased MMD^2 with the cubic polynomial kernel (x.y/d + 1)^3, mean and std over random
-    subsets (with every image in one subset when both sets are small)."""
+    subsets (with every image in one subset when both sets are small; the std is then NaN,
+    reported as n/a: one subset has no spread to measure)."""
     m = min(subset_size, len(a), len(b))
     if m < 2:
         raise AerocolorError("KID needs at least 2 images in each set")
@@ -162,7 +165,7 @@ def kernel_inception_distance(a: np.ndarray, b: np.ndarray, subsets: int = 100,
         kxx, kyy, kxy = ((u @ v.T / d + 1) ** 3 for u, v in ((x, x), (y, y), (x, y)))
         within = (kxx.sum() - np.trace(kxx) + kyy.sum() - np.trace(kyy)) / (m * (m - 1))
         scores.append(within - 2 * kxy.mean())
-    return float(np.mean(scores)), float(np.std(scores))
+    return float(np.mean(scores)), float(np.std(scores)) if len(scores) > 1 else math.nan
 
 
 def inception_score(logits: np.ndarray, splits: int = 10) -> tuple[float, float, float]:
@@ -231,8 +234,10 @@ class Scorer:
         return cls(str(pick_device(opts.device)), opts.batch_size, network, classifier, notes,
                    opts.kid_subsets, opts.kid_subset_size, opts.is_splits)
 
-    def features(self, images) -> np.ndarray:
-        return fid_features(images, self.batch_size, self.device, self.network)
+    def features(self, images: Iterable[np.ndarray], total: int, desc: str, progress: bool = False) -> np.ndarray:
+        """Pool3 features of ``total`` images, with a progress bar named ``desc``."""
+        bar = progress_bar(images, progress, total=total, desc=desc, unit="image")
+        return fid_features(bar, self.batch_size, self.device, self.network)
 
     def compare(self, feats: np.ndarray, reference: np.ndarray) -> dict[str, float]:
         """FID and KID of ``feats`` against ``reference``; the Inception Score of ``feats``."""
@@ -276,12 +281,12 @@ def colour_of(path: Path) -> np.ndarray:
     return as_rgb(read_image(path))
 
 
-def reference_features(files: list[Path], scorer: Scorer, cache_dir: Path) -> np.ndarray:
+def reference_features(files: list[Path], scorer: Scorer, cache_dir: Path, progress: bool = False) -> np.ndarray:
     """Pool3 features of colour images, cached on disk keyed by the files and the network."""
     path = cache_dir / f"features-{cache_key(files, scorer.network)[:20]}.npy"
     if path.is_file():
         return np.load(path)
-    feats = scorer.features(colour_of(f) for f in files)
+    feats = scorer.features((colour_of(f) for f in files), len(files), "FID features of the truth", progress)
     atomic_write(path, lambda tmp: np.save(tmp, feats))
     return feats
 
@@ -314,8 +319,8 @@ def evaluate_gray(colorizer: Colorizer, files: list[Path], scorer: Scorer, opts:
                 samples.append(sample)
             yield out
 
-    feats = scorer.features(outputs())
-    dist = scorer.compare(feats, reference_features(files, scorer, cache_dir))
+    feats = scorer.features(outputs(), len(files), "colorize gray versions", opts.progress)
+    dist = scorer.compare(feats, reference_features(files, scorer, cache_dir, opts.progress))
     return {"images": len(files), **dist, **mean_metrics(rows),
             "gray_input": mean_metrics(baseline), "samples": samples}
 
@@ -333,8 +338,8 @@ def evaluate_old(colorizer: Colorizer, files: list[Path], reference: list[Path],
                 samples.append(sample)
             yield out
 
-    feats = scorer.features(outputs())
-    dist = scorer.compare(feats, reference_features(reference, scorer, cache_dir))
+    feats = scorer.features(outputs(), len(files), "colorize old photos", opts.progress)
+    dist = scorer.compare(feats, reference_features(reference, scorer, cache_dir, opts.progress))
     return {"images": len(files), "reference_images": len(reference), **dist, "samples": samples}
 
 

@@ -5,15 +5,17 @@ from __future__ import annotations
 import os
 import tempfile
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from .errors import ImageReadError, OutputError
+from .errors import AerocolorError, ImageReadError, OutputError
 
 MAX_PIXELS_ENV = "AEROCOLOR_MAX_PIXELS"
-# PIL refuses images above this many pixels (default: PIL's own limit, about 179 million)
+# images whose header claims more pixels are refused (default: PIL's own limit, about 89 million)
 Image.MAX_IMAGE_PIXELS = int(os.environ.get(MAX_PIXELS_ENV, "0")) or Image.MAX_IMAGE_PIXELS
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp")
@@ -35,7 +37,9 @@ def list_images(folders: str | Path | list[str | Path], recursive: bool = True) 
             found.append(p)
         elif p.is_dir():
             pattern = "**/*" if recursive else "*"
-            found += [f for f in p.glob(pattern) if f.suffix.lower() in IMAGE_SUFFIXES]
+            # hidden entries are work in progress (atomic temp files, staging folders), not images
+            found += [f for f in p.glob(pattern) if f.suffix.lower() in IMAGE_SUFFIXES
+                      and not any(part.startswith(".") for part in f.relative_to(p).parts)]
         else:
             raise ImageReadError(f"{p}: no such file or folder; give a folder of images or image files")
     return sorted(found)
@@ -49,6 +53,37 @@ def read_image_list(path: Path) -> list[Path]:
         raise ImageReadError(f"image list {path}: {len(missing)} listed file(s) not found, e.g. {missing[0]}; "
                              "paths in a list are relative to the list's folder")
     return files
+
+
+def set_pixel_limit(limit: int) -> None:
+    """Refuse images whose header claims more than ``limit`` pixels (``--max-pixels``; the
+    same limit as AEROCOLOR_MAX_PIXELS)."""
+    if limit < 1:
+        raise AerocolorError(f"--max-pixels {limit}: give a positive pixel count, e.g. --max-pixels 500000000")
+    Image.MAX_IMAGE_PIXELS = limit
+
+
+@contextmanager
+def kept_pixel_limit() -> Iterator[None]:
+    """Restore the pixel limit afterwards (a command's ``--max-pixels`` ends with the command)."""
+    saved = Image.MAX_IMAGE_PIXELS
+    try:
+        yield
+    finally:
+        Image.MAX_IMAGE_PIXELS = saved
+
+
+def check_pixel_count(path: str | Path, width: int, height: int) -> None:
+    """Refuse an image whose header claims more pixels than the limit (a decompression bomb)."""
+    if width * height > Image.MAX_IMAGE_PIXELS:
+        raise ImageReadError(_bomb_message(path, f"{width} x {height} pixels, more than the limit of "
+                                                 f"{Image.MAX_IMAGE_PIXELS:,}"))
+
+
+def _bomb_message(path: str | Path, claim: str | None = None) -> str:
+    claim = claim or f"more than {Image.MAX_IMAGE_PIXELS:,} pixels"
+    return (f"{path}: its header claims {claim} (a guard against decompression bombs); if the file "
+            f"is trusted, raise the limit with --max-pixels N (or {MAX_PIXELS_ENV}=N)")
 
 
 def _scale(arr: np.ndarray) -> np.ndarray:
@@ -66,13 +101,40 @@ def _scale(arr: np.ndarray) -> np.ndarray:
     return np.clip(arr, 0.0, 1.0) if peak <= 1.0 else np.clip(arr / peak, 0.0, 1.0)
 
 
-def _read_tiff(path: Path) -> np.ndarray:
+@contextmanager
+def georeference_optional() -> Iterator[None]:
+    """Silence rasterio's NotGeoreferencedWarning: code run inside handles scans without
+    georeference on purpose (their outputs simply carry none)."""
+    from rasterio.errors import NotGeoreferencedWarning
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", NotGeoreferencedWarning)
+        yield
+
+
+def extra_pages_note(path: str | Path) -> str | None:
+    """A one-line warning for a multi-page TIFF, of which only the first page is read."""
+    if Path(path).suffix.lower() not in TIFF_SUFFIXES:
+        return None
     import rasterio
-    from rasterio.errors import NotGeoreferencedWarning, RasterioIOError
+    from rasterio.errors import RasterioIOError
 
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", NotGeoreferencedWarning)
+        with georeference_optional(), rasterio.open(path) as src:
+            pages = len(src.subdatasets) if src.driver == "GTiff" else 0
+    except RasterioIOError:
+        return None  # the reader reports an unreadable file
+    if pages < 2:
+        return None
+    return f"{path}: a multi-page TIFF ({pages} pages); only the first page is used"
+
+
+def _read_tiff(path: Path) -> np.ndarray:
+    import rasterio
+    from rasterio.errors import RasterioIOError
+
+    try:
+        with georeference_optional():
             with rasterio.open(path) as src:
                 bands = min(src.count, 3) if src.count >= 3 else 1
                 arr = src.read(list(range(1, bands + 1)), masked=True)
@@ -113,10 +175,7 @@ def read_image(path: str | Path) -> np.ndarray:
                 else:
                     arr = np.array(im.convert("RGB"))
         except (Image.DecompressionBombError, Image.DecompressionBombWarning):
-            raise ImageReadError(
-                f"{path}: its header claims more than {Image.MAX_IMAGE_PIXELS:,} pixels (a guard "
-                f"against decompression bombs); if the file is trusted, raise the limit with "
-                f"{MAX_PIXELS_ENV}=N") from None
+            raise ImageReadError(_bomb_message(path)) from None
         except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
             raise ImageReadError(
                 f"{path}: not a readable image ({type(e).__name__}: {e}); "

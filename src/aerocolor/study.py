@@ -131,13 +131,13 @@ def study_runs(spec: StudySpec) -> dict[str, Config]:
     return runs
 
 
-def eval_options(spec: StudySpec, run_dir: Path) -> EvalOptions:
+def eval_options(spec: StudySpec, run_dir: Path, progress: bool = False) -> EvalOptions:
     e = spec.evaluate
     return EvalOptions(
         max_images=e.max_images, batch_size=e.batch_size, device=e.device,
         fid_network=e.fid_network, inception_weights=e.inception_weights, download=e.download,
         cache_dir=str(Path(spec.out_dir) / "cache"), kid_subset_size=e.kid_subset_size,
-        samples=e.samples, samples_dir=str(run_dir / "samples"),
+        samples=e.samples, samples_dir=str(run_dir / "samples"), progress=progress,
     )
 
 
@@ -171,7 +171,7 @@ def run_one(name: str, cfg: Config, spec: StudySpec, scorer: Scorer | None, prog
     log(f"{name}: evaluating {ckpt.name}")
     e = spec.evaluate
     report = evaluate_model(load_colorizer(ckpt, e.device), e.data or None, e.old or None,
-                            e.reference or None, eval_options(spec, run_dir), scorer)
+                            e.reference or None, eval_options(spec, run_dir, progress), scorer)
     report["config"], report["evaluation"] = cfg.model_dump(), spec.evaluate.model_dump()
     write_report(report, run_dir)
     return json.loads((run_dir / RESULT).read_text())

@@ -31,6 +31,7 @@ from .infer import pick_device, torch_colorizer
 from .methods import Method, get_method
 from .methods.base import unwrap
 from .metrics import as_float, mean_ciede2000
+from .progress import progress_bar
 
 LAST, BEST = "last.pt", "best.pt"
 
@@ -120,7 +121,8 @@ def calibration_batches(dataset, count: int, batch_size: int, keys: tuple[str, .
 
 
 @torch.no_grad()
-def recalibrate_batchnorm(method: Method, batches: list[torch.Tensor], device: torch.device) -> bool:
+def recalibrate_batchnorm(method: Method, batches: list[torch.Tensor], device: torch.device,
+                          progress: bool = False) -> bool:
     """Set the inference networks' batch-norm running statistics to plain averages over fixed
     training batches. Training never reads running statistics (train mode normalises with the
     batch's own), so this changes evaluation only; it replaces momentum averages that lag behind
@@ -136,7 +138,7 @@ def recalibrate_batchnorm(method: Method, batches: list[torch.Tensor], device: t
         m.reset_running_stats()
         m.momentum = None  # cumulative average
         m.train()
-    for gray in batches:
+    for gray in progress_bar(batches, progress, desc="batch-norm calibration", unit="batch"):
         method.generate(net_input(gray.to(device), method.mode))
     for m, momentum in zip(norms, momenta, strict=True):
         m.momentum = momentum
@@ -145,18 +147,34 @@ def recalibrate_batchnorm(method: Method, batches: list[torch.Tensor], device: t
     return True
 
 
-def validate(method: Method, val_set, device: torch.device, config: Config) -> float:
+def validate(method: Method, val_set, device: torch.device, config: Config, progress: bool = False) -> float:
     """Mean CIEDE2000 of the colorized gray versions against their colour truth."""
     was_training = method.training
     colorizer = torch_colorizer(method, config, device)
-    scores = [mean_ciede2000(colorizer.colorize(g), rgb, m) for g, rgb, m in val_set]
+    scores = [mean_ciede2000(colorizer.colorize(g), rgb, m)
+              for g, rgb, m in progress_bar(val_set, progress, desc="validation", unit="image")]
     method.train(was_training)
     return float(np.nanmean(scores))
 
 
+def is_widened(theirs: torch.Tensor, own: torch.Tensor) -> bool:
+    """A convolution weight that gained input channels (e.g. a colour reference's planes)."""
+    return (own.ndim == 4 and theirs.ndim == 4 and own.shape[1] > theirs.shape[1]
+            and own.shape[:1] + own.shape[2:] == theirs.shape[:1] + theirs.shape[2:])
+
+
+def widened(theirs: torch.Tensor, own: torch.Tensor) -> torch.Tensor:
+    """The checkpoint's weight on its channels, zero on the new ones: the network starts out
+    computing exactly what the checkpoint's did."""
+    out = torch.zeros_like(own)
+    out[:, :theirs.shape[1]] = theirs
+    return out
+
+
 def warm_start(method: Method, path: str | Path) -> str:
     """Load the networks' weights from a checkpoint where names and shapes match (new layers, e.g.
-    an added scene context, keep their initialisation); returns a one-line summary."""
+    an added scene context, keep their initialisation; convolutions that gained input channels take
+    the checkpoint's weights with zeros on the new channels); returns a one-line summary."""
     ckpt = load_checkpoint(Path(path))
     loaded, fresh, skipped = 0, 0, 0
     for name in method.trainable_nets:
@@ -165,6 +183,7 @@ def warm_start(method: Method, path: str | Path) -> str:
         net = unwrap(getattr(method, name))
         own, theirs = net.state_dict(), ckpt["nets"].get(name, {})
         take = {k: v for k, v in theirs.items() if k in own and own[k].shape == v.shape}
+        take.update({k: widened(v, own[k]) for k, v in theirs.items() if k in own and is_widened(v, own[k])})
         skipped += len(theirs) - len(take)
         fresh += len(own) - len(take)
         loaded += len(take)
@@ -250,7 +269,7 @@ def train(cfg: Config, resume: bool = True, until_step: int | None = None, progr
     def calibrate() -> None:  # once per step, however many evaluations and saves it has
         nonlocal calibrated_at
         if calibrated_at != state.step:
-            recalibrate_batchnorm(method, calibration, device)
+            recalibrate_batchnorm(method, calibration, device, progress)
             calibrated_at = state.step
 
     def save(path: Path) -> None:
@@ -293,7 +312,7 @@ def train(cfg: Config, resume: bool = True, until_step: int | None = None, progr
             _log_samples(writer, method, batch, state.step)
         if dd.main and val_set and (state.step % t.val_every == 0 or state.step == end):
             calibrate()
-            score = validate(method, val_set, device, cfg)
+            score = validate(method, val_set, device, cfg, progress)
             state.metrics[str(state.step)] = score
             if writer is not None:
                 writer.add_scalar("val/ciede2000", score, state.step)

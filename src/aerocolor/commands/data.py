@@ -8,10 +8,11 @@ from typing import Annotated
 
 import typer
 
-from ..cli import app
+from ..cli import MaxPixels, app
 from ..errors import AerocolorError
 
 MAX_LISTED_FAILURES = 10
+MAX_TILES = 1_000_000  # a larger plan needs --max-tiles: a typo in a bbox or zoom must not start it
 
 
 def _open_layers(url: str, layers: list[str], session, style, fmt, tms):
@@ -62,6 +63,9 @@ def fetch(
         "--tile-matrix-set", help="WMTS TileMatrixSet (default: the layer's first).")] = None,
     dry_run: Annotated[bool, typer.Option(
         "--dry-run", help="Print the tile count and estimated size, fetch nothing.")] = False,
+    max_tiles: Annotated[int, typer.Option(
+        "--max-tiles", help="Refuse plans of more tiles than this (a guard against a mistyped "
+        "bbox or zoom); raise it for a larger harvest.")] = MAX_TILES,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
 ) -> None:
     """Harvest tiles from a WMTS or XYZ service over a bbox or an area polygon (resumable)."""
@@ -69,8 +73,10 @@ def fetch(
     from ..data.harvest import (
         Fetcher,
         RateLimit,
+        check_plan_size,
         estimate_tile_bytes,
         harvest,
+        nth_job,
         plan_tiles,
         write_pairs,
     )
@@ -82,21 +88,27 @@ def fetch(
     area = bbox_area(bbox, bbox_crs) if bbox else file_area(aoi)
     session = http_session(workers)
     layers = _open_layers(url, list(layer or []), session, style, fmt, tile_matrix_set)
-    jobs = []
+    plans = []
     for lyr in layers:
-        matrix = lyr.matrix(zoom, resolution)
-        jobs += plan_tiles(lyr, matrix, area)
-        typer.echo(f"{lyr.name}: zoom {matrix.identifier} ({matrix.ground_resolution:.3g} m/pixel, "
-                   f"{matrix.crs}), {sum(j.layer is lyr for j in jobs)} tiles")
-    probe(jobs[0].url, timeout)
+        plans.append(plan := plan_tiles(lyr, lyr.matrix(zoom, resolution), area))
+        m = plan.matrix
+        typer.echo(f"{lyr.name}: zoom {m.identifier} ({m.ground_resolution:.3g} m/pixel, "
+                   f"{m.crs}), {plan.count:,} tiles")
+    if not dry_run:
+        check_plan_size(plans, max_tiles)
+    probe(nth_job(plans).url, timeout)
     fetcher = Fetcher(session, RateLimit(rate), timeout=timeout, retries=retries, backoff=backoff)
     if dry_run:
-        each = estimate_tile_bytes(jobs, Fetcher(session, RateLimit(rate), timeout, retries=0))
-        typer.echo(f"dry run: {len(jobs)} tiles, about {len(jobs) * each / 1e6:.1f} MB "
+        total = sum(p.count for p in plans)
+        each = estimate_tile_bytes(plans, Fetcher(session, RateLimit(rate), timeout, retries=0))
+        typer.echo(f"dry run: {total:,} tiles, about {_data_size(total * each)} "
                    f"({each / 1e3:.0f} kB a tile) into {out}")
+        if total > max_tiles:
+            typer.echo(f"note: more than --max-tiles {max_tiles:,}: the fetch would need "
+                       f"--max-tiles {total}")
         return
     output_folder(out)
-    result = harvest(jobs, out, fetcher, workers=workers, progress=not quiet)
+    result = harvest(plans, out, fetcher, workers=workers, progress=not quiet)
     typer.echo(result.summary())
     if len(layers) >= 2:
         path, n = write_pairs(out, layers[0].name, layers[1].name)
@@ -107,6 +119,14 @@ def fetch(
         typer.echo(f"{len(result.failed)} tiles failed; rerun the same command to fetch them",
                    err=True)
         raise typer.Exit(1)
+
+
+def _data_size(n_bytes: float) -> str:
+    """'12.3 MB', '4.5 TB': MB up to 10,000, then the largest unit that keeps the number short."""
+    value, units = n_bytes / 1e6, ["MB", "GB", "TB", "PB", "EB"]
+    while value >= 10_000 and len(units) > 1:
+        value, units = value / 1000, units[1:]
+    return f"{value:,.1f} {units[0]}"
 
 
 def _int_list(text: str | None) -> list[int] | None:
@@ -129,6 +149,7 @@ def tiles(
     bands: Annotated[str | None, typer.Option(
         help="Bands to keep, e.g. 1,2,3 (default: RGB or gray).")] = None,
     require_georef: Annotated[bool, typer.Option(help="Refuse rasters without a CRS.")] = False,
+    max_pixels: MaxPixels = None,
 ) -> None:
     """Cut rasters into tiles; each tile's georeference goes into OUT/manifest.jsonl."""
     from ..data.tiles import cut_rasters
@@ -137,6 +158,8 @@ def tiles(
     output_folder(out)
     result = cut_rasters(rasters, out, size=size, stride=stride, max_nodata=max_nodata,
                          bands=_int_list(bands), require_georef=require_georef)
+    for note in result.notes:
+        typer.echo(f"warning: {note}", err=True)
     typer.echo(f"{result.written} tiles written to {out}, {result.skipped} mostly no-data skipped")
 
 

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from ..cli import app
+from ..cli import MaxPixels, app
 
 Folders = list[str] | None
 
@@ -44,6 +44,8 @@ def evaluate(
     cache: Annotated[str | None, typer.Option(
         "--cache", help="Folder for cached reference features (default ~/.cache/aerocolor).",
     )] = None,
+    max_pixels: MaxPixels = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
 ) -> None:
     """Evaluate a model: PSNR, SSIM, CIEDE2000, colourfulness, ab histograms, FID, KID, IS."""
     from ..evaluate import EvalOptions, evaluate_model, report_markdown, write_report
@@ -56,7 +58,7 @@ def evaluate(
     opts = EvalOptions(max_images=max_images, batch_size=batch_size, device=device,
                        fid_network=fid_network, inception_weights=inception_weights,
                        download=download, cache_dir=cache, samples=samples,
-                       samples_dir=str(out / "samples"))
+                       samples_dir=str(out / "samples"), progress=not quiet)
     colorizer = load_colorizer(checkpoint, device)
     output_folder(out)
     report = evaluate_model(colorizer, data, old, reference, opts)

@@ -56,7 +56,9 @@ def bbox_area(text: str, crs: str = "EPSG:4326") -> Area:
 def _raster_area(path: Path) -> Area:
     import rasterio
 
-    with rasterio.open(path) as src:
+    from ..imageio import georeference_optional
+
+    with georeference_optional(), rasterio.open(path) as src:  # a missing georeference is refused below
         if src.crs is None or src.transform.is_identity:
             raise AreaError(f"{path}: not georeferenced (no CRS or transform); give a "
                             "georeferenced GeoTIFF or a vector file as the area")

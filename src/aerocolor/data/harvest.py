@@ -6,19 +6,23 @@ from __future__ import annotations
 
 import csv
 import io
+import itertools
 import random
 import threading
 import time
+from collections.abc import Iterator
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
 import requests
 import shapely
 from PIL import Image
-from shapely.prepared import prep
+from shapely.geometry.base import BaseGeometry
 
+from ..errors import AerocolorError
 from ..imageio import atomic_write
 from .area import Area, AreaError
 from .manifest import ManifestLog, read_manifest, write_manifest
@@ -70,21 +74,106 @@ class HarvestResult:
                 f"{len(self.failed)} failed")
 
 
-def plan_tiles(layer: Layer, matrix: TileMatrix, area: Area) -> list[TileJob]:
-    """The tiles of ``matrix`` that touch the area, row by row."""
-    geom = area.to_crs(matrix.crs)
+@dataclass(frozen=True)
+class TilePlan:
+    """The tiles of one matrix that share area with an area of interest. They are counted and
+    listed row by row from the matrix's index ranges, never held in a list, so memory stays flat
+    and a rectangle of any size (the whole world at zoom 24) is counted at once."""
+
+    layer: Layer
+    matrix: TileMatrix
+    geometry: BaseGeometry  # the area in the matrix's CRS
+    rows: tuple[int, int]  # inclusive
+    cols: tuple[int, int]
+
+    @cached_property
+    def rectangle(self) -> bool:
+        """True when the area fills its bounding box, so every tile in the ranges is planned."""
+        box = shapely.box(*self.geometry.bounds)
+        return abs(box.area - self.geometry.area) <= 1e-9 * box.area
+
+    def spans(self) -> Iterator[tuple[int, int, int]]:
+        """(row, first column, last column) of each run of planned tiles, row by row."""
+        (r0, r1), (c0, c1) = self.rows, self.cols
+        for row in range(r0, r1 + 1) if c0 <= c1 else ():
+            for a, b in [(c0, c1)] if self.rectangle else self._runs_in_row(row):
+                yield row, a, b
+
+    def _runs_in_row(self, row: int) -> list[list[int]]:
+        """[first, last] column of each run of tiles in ``row`` that share area with the area:
+        each connected piece of the area within the row covers one contiguous run."""
+        left, _, right, _ = self.geometry.bounds
+        _, bottom, _, top = self.matrix.tile_bounds(row, 0)
+        strip = self.geometry.intersection(shapely.box(left, bottom, right, top))
+        pieces = sorted(self.matrix.tile_range(piece.bounds)[2:]
+                        for piece in getattr(strip, "geoms", [strip]) if piece.area > 0)
+        runs: list[list[int]] = []
+        for a, b in pieces:
+            if runs and a <= runs[-1][1] + 1:
+                runs[-1][1] = max(runs[-1][1], b)
+            elif a <= b:
+                runs.append([a, b])
+        return runs
+
+    @cached_property
+    def count(self) -> int:
+        (r0, r1), (c0, c1) = self.rows, self.cols
+        if self.rectangle:
+            return max(0, r1 - r0 + 1) * max(0, c1 - c0 + 1)
+        return sum(b - a + 1 for _, a, b in self.spans())
+
+    def __iter__(self) -> Iterator[TileJob]:
+        for row, a, b in self.spans():
+            for col in range(a, b + 1):
+                yield TileJob(self.layer, self.matrix, row, col)
+
+    def job_at(self, index: int) -> TileJob:
+        """The ``index``-th planned tile (arithmetic for a rectangle)."""
+        if self.rectangle:
+            width = self.cols[1] - self.cols[0] + 1
+            return TileJob(self.layer, self.matrix, self.rows[0] + index // width,
+                           self.cols[0] + index % width)
+        for row, a, b in self.spans():
+            if index <= b - a:
+                return TileJob(self.layer, self.matrix, row, a + index)
+            index -= b - a + 1
+        raise IndexError(index)
+
+
+def plan_tiles(layer: Layer, matrix: TileMatrix, area: Area) -> TilePlan:
+    """The tiles of ``matrix`` that share area with ``area``, row by row."""
     outside = AreaError(f"{area.label} lies outside layer {layer.name!r} at zoom "
                         f"{matrix.identifier}{_extent_hint(layer)}: give an area inside it")
     lonlat = layer.wgs84_bounds and shapely.box(*layer.wgs84_bounds)
     if lonlat and not area.to_crs("EPSG:4326").intersects(lonlat):
         raise outside
+    geom = area.to_crs(matrix.crs)
     r0, r1, c0, c1 = matrix.tile_range(geom.bounds)
-    prepared = prep(geom)
-    jobs = [TileJob(layer, matrix, r, c) for r in range(r0, r1 + 1) for c in range(c0, c1 + 1)
-            if prepared.intersects(shapely.box(*matrix.tile_bounds(r, c)))]
-    if not jobs:
+    plan = TilePlan(layer, matrix, geom, (r0, r1), (c0, c1))
+    if not plan.count:
         raise outside
-    return jobs
+    return plan
+
+
+def nth_job(plans: list[TilePlan], index: int = 0) -> TileJob:
+    """The ``index``-th tile of several plans taken one after the other."""
+    for plan in plans:
+        if index < plan.count:
+            return plan.job_at(index)
+        index -= plan.count
+    raise IndexError(index)
+
+
+def check_plan_size(plans: list[TilePlan], max_tiles: int) -> int:
+    """The plans' tile count; a plan above ``max_tiles`` is refused before anything is fetched."""
+    if max_tiles < 1:
+        raise AerocolorError(f"--max-tiles {max_tiles}: give a positive tile count")
+    total = sum(p.count for p in plans)
+    if total > max_tiles:
+        raise AerocolorError(
+            f"the area holds {total:,} tiles, more than --max-tiles {max_tiles:,}: give a smaller "
+            f"area or a coarser --zoom, or raise --max-tiles to {total} if you mean it")
+    return total
 
 
 def _extent_hint(layer: Layer) -> str:
@@ -174,17 +263,17 @@ class Fetcher:
         return "failed", None, f"{reason} after {self.retries + 1} tries"
 
 
-def harvest(jobs: list[TileJob], out_dir: str | Path, fetcher: Fetcher, workers: int = 4,
+def harvest(plans: list[TilePlan], out_dir: str | Path, fetcher: Fetcher, workers: int = 4,
             progress: bool = True) -> HarvestResult:
     """Fetch what is missing or broken under ``out_dir/<layer>/``; record every tile."""
     from tqdm import tqdm
 
     out_dir = Path(out_dir)
-    layers = sorted({j.layer.name for j in jobs})
+    layers = sorted({p.layer.name for p in plans})
     known = {name: read_manifest(out_dir / name) for name in layers}
     logs = {name: ManifestLog(out_dir / name) for name in layers}
-    result = HarvestResult(planned=len(jobs))
-    bar = tqdm(total=len(jobs), unit="tile", disable=not progress, desc="fetch")
+    result = HarvestResult(planned=sum(p.count for p in plans))
+    bar = tqdm(total=result.planned, unit="tile", disable=not progress, desc="fetch")
 
     def work(job: TileJob) -> tuple[TileJob, str, int, str]:
         path = out_dir / job.layer.name / job.rel_path
@@ -221,7 +310,7 @@ def harvest(jobs: list[TileJob], out_dir: str | Path, fetcher: Fetcher, workers:
     try:
         with ThreadPoolExecutor(max_workers=workers) as pool:
             pending: set = set()
-            for job in jobs:
+            for job in itertools.chain.from_iterable(plans):
                 if len(pending) >= 4 * workers:  # bounded queue: memory stays flat on huge areas
                     done, pending = wait(pending, return_when=FIRST_COMPLETED)
                     for f in done:
@@ -237,11 +326,15 @@ def harvest(jobs: list[TileJob], out_dir: str | Path, fetcher: Fetcher, workers:
     return result
 
 
-def estimate_tile_bytes(jobs: list[TileJob], fetcher: Fetcher, samples: int = 3) -> float:
-    """Mean size of a few sample tiles spread over the plan (a nominal size if none answer)."""
-    picks = [jobs[int(i)] for i in np.linspace(0, len(jobs) - 1, min(samples, len(jobs)))]
-    sizes = [len(body) for status, body, _ in (fetcher.fetch(j.url) for j in picks) if body]
-    return float(np.mean(sizes)) if sizes else NOMINAL_TILE_BYTES.get(jobs[0].layer.suffix, 100_000)
+def estimate_tile_bytes(plans: list[TilePlan], fetcher: Fetcher, samples: int = 3) -> float:
+    """Mean size of a few sample tiles spread over the plans (a nominal size if none answer)."""
+    total = sum(p.count for p in plans)
+    sizes = []
+    for index in sorted({int(i) for i in np.linspace(0, total - 1, min(samples, total))}):
+        _, body, _ = fetcher.fetch(nth_job(plans, index).url)
+        if body:
+            sizes.append(len(body))
+    return float(np.mean(sizes)) if sizes else NOMINAL_TILE_BYTES.get(plans[0].layer.suffix, 100_000)
 
 
 def write_pairs(out_dir: str | Path, layer_a: str, layer_b: str) -> tuple[Path, int]:

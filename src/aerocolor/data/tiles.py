@@ -3,7 +3,8 @@
 
 from __future__ import annotations
 
-import warnings
+import os
+import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -11,8 +12,13 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import AerocolorError
-from ..imageio import write_image
+from ..imageio import check_pixel_count, extra_pages_note, georeference_optional, write_image
 from .manifest import write_manifest
+
+# plain image formats: their header's size is checked against the decompression-bomb limit
+# (--max-pixels), as when they are read as images elsewhere; GeoTIFFs and the like are not limited
+WHOLE_IMAGE_DRIVERS = ("PNG", "JPEG", "BMP", "WEBP", "GIF")
+STAGING_PREFIX = ".tiles-in-progress-"
 
 
 class RasterError(AerocolorError):
@@ -24,6 +30,7 @@ class TilingResult:
     written: int = 0
     skipped: int = 0
     records: list[dict] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # warnings for the user, one line each
 
 
 def tile_offsets(length: int, size: int, stride: int) -> list[int]:
@@ -81,7 +88,7 @@ def cut_raster(path: str | Path, out_dir: str | Path, size: int = 256, stride: i
                require_georef: bool = False) -> TilingResult:
     """Write ``out_dir/<raster stem>/<row>_<col>.png`` for each tile with enough data."""
     import rasterio
-    from rasterio.errors import NotGeoreferencedWarning, RasterioIOError
+    from rasterio.errors import RasterioIOError
     from rasterio.windows import bounds as window_bounds
     from rasterio.windows import transform as window_transform
 
@@ -90,21 +97,30 @@ def cut_raster(path: str | Path, out_dir: str | Path, size: int = 256, stride: i
     if size < 8 or stride < 1:
         raise RasterError(f"tile size {size} / stride {stride}: use a size >= 8 and stride >= 1")
     result = TilingResult()
+    if note := extra_pages_note(path):
+        result.notes.append(note)
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", NotGeoreferencedWarning)
+        with georeference_optional():
             src = rasterio.open(path)
     except RasterioIOError as e:
         raise RasterError(f"{path}: not a readable raster ({e}); give a GeoTIFF or image") from None
     with src:
+        if src.driver in WHOLE_IMAGE_DRIVERS:
+            check_pixel_count(path, src.width, src.height)
         geo = georeferenced(src)
         if require_georef and not geo:
             raise RasterError(f"{path}: not georeferenced (no CRS or transform); georeference "
                               "it first (e.g. in QGIS) or leave out --require-georef")
         band_list = _band_list(src, bands)
         for row, col, win in tile_windows(src.width, src.height, size, stride):
-            data = src.read(band_list, window=win)
-            share = valid_fraction(data, src.dataset_mask(window=win))
+            try:
+                data = src.read(band_list, window=win)
+                share = valid_fraction(data, src.dataset_mask(window=win))
+            except RasterioIOError as e:
+                # GDAL's reason, without the path and band before it and the tuning hint after it
+                gdal_reason = str(e.__cause__ or e).split(": ", 1)[-1].split(" (")[0]
+                raise RasterError(f"{path}: unreadable from row {int(win.row_off)} on ({gdal_reason}); "
+                                  "the file is truncated or corrupt: fetch or export it again") from None
             rel = f"{path.stem}/{row:04d}_{col:04d}.png"
             record = {"path": rel, "source": str(path), "row": row, "col": col,
                       "window": [int(win.col_off), int(win.row_off), int(win.width),
@@ -125,16 +141,47 @@ def cut_raster(path: str | Path, out_dir: str | Path, size: int = 256, stride: i
 
 
 def cut_rasters(paths: list[str | Path], out_dir: str | Path, **options) -> TilingResult:
-    """Tile several rasters into one folder with one manifest."""
+    """Tile several rasters into one folder with one manifest. Tiles are written to a hidden
+    staging folder and moved into place only when every raster was read to the end, so a bad
+    file leaves no partial output."""
     from .manifest import read_manifest
 
+    out_dir = Path(out_dir)
+    _remove_abandoned_staging(out_dir)
+    staging = out_dir / f"{STAGING_PREFIX}{os.getpid()}"
     total = TilingResult()
-    for p in paths:
-        r = cut_raster(p, out_dir, **options)
-        total.written += r.written
-        total.skipped += r.skipped
-        total.records += r.records
+    try:
+        for p in paths:
+            r = cut_raster(p, staging, **options)
+            total.written += r.written
+            total.skipped += r.skipped
+            total.records += r.records
+            total.notes += r.notes
+        for tile in sorted(f for f in staging.rglob("*") if f.is_file()):
+            target = out_dir / tile.relative_to(staging)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(tile, target)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
     kept = {k: v for k, v in read_manifest(out_dir).items()
             if v.get("source") not in {str(Path(p)) for p in paths}}
     write_manifest(out_dir, {**kept, **{r["path"]: r for r in total.records}})
     return total
+
+
+def _remove_abandoned_staging(out_dir: Path) -> None:
+    """Staging folders of runs that were killed (their process is gone)."""
+    for folder in out_dir.glob(f"{STAGING_PREFIX}*"):
+        pid = folder.name.removeprefix(STAGING_PREFIX)
+        if pid.isdigit() and not _process_alive(int(pid)):
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)  # no signal: only asks whether the process exists
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # it exists, under another user
+        pass
+    return True

@@ -6,6 +6,7 @@ it; ``colorizer`` knows only that protocol; ``loading`` picks the runtime for a 
 
 from .colorizer import Colorizer
 from .generator import pick_device
-from .loading import default_model_path, load_colorizer, torch_colorizer
+from .loading import default_model_path, load_colorizer, reference_model_path, torch_colorizer
 
-__all__ = ["Colorizer", "default_model_path", "load_colorizer", "pick_device", "torch_colorizer"]
+__all__ = ["Colorizer", "default_model_path", "load_colorizer", "pick_device", "reference_model_path",
+           "torch_colorizer"]

@@ -22,6 +22,7 @@ from ..color import rgb_from_output
 from ..config import Config
 from ..errors import AerocolorError, CheckpointError
 from .generator import DEFAULT_BATCH, DEFAULT_OVERLAP, DEFAULT_TILE, Generator, NormStats
+from .reference import Reference, pad_planes
 
 NORM_SAMPLE_PIXELS = 2**21  # pixels that instance-norm statistics are pooled over
 NORM_SAMPLE_SIDE = 256  # blocks they come from on larger inputs (32 of them: many small blocks cover more)
@@ -201,23 +202,51 @@ class Colorizer:
 
     @torch.no_grad()
     def raw_output(self, gray: torch.Tensor, z: torch.Tensor | None = None,
-                   stats: NormStats = None) -> torch.Tensor:
+                   stats: NormStats = None, ref: torch.Tensor | None = None) -> torch.Tensor:
         """(N,1,H,W) gray in [0, 1] on the device -> raw generator output of the same size, with
-        whole-input statistics ``stats`` where given. Inputs smaller than the network accepts are
-        padded up to ``MIN_SIDE`` and cropped back."""
+        whole-input statistics ``stats`` where given and reference planes ``ref`` (N,4,H,W) for a
+        reference model. Inputs smaller than the network accepts are padded up to ``MIN_SIDE``
+        and cropped back."""
         g, h, w = pad_to_multiple(gray, self.generator.size_multiple, MIN_SIDE)
-        return self.generator(g, z, stats)[..., :h, :w].float()
+        if ref is None:
+            return self.generator(g, z, stats)[..., :h, :w].float()
+        ref = pad_planes(ref.to(g.device), *g.shape[-2:])
+        return self.generator(g, z, stats, ref)[..., :h, :w].float()
+
+    def check_reference(self, reference: object | None) -> None:
+        """A reference (or a request for one) needs a model trained to take one."""
+        if reference is not None and not getattr(self.generator, "reference_channels", 0):
+            raise CheckpointError(
+                f"{self.source or 'this model'}: takes no colour reference; drop -m to use the bundled "
+                "reference model, or give one trained with model.reference.enabled=true")
+
+    def reference_passes(self, read: GrayReader, windows: list[tuple[int, int, int, int]],
+                         z: torch.Tensor | None, reference: Reference | None, stats: NormStats = None
+                         ) -> list[tuple[float, NormStats, Reference | None]]:
+        """(weight, whole-input statistics, reference) of each pass whose raw outputs are mixed:
+        one pass, or at a ``strength`` between 0 and 1 the passes with and without the reference.
+        Shared ``stats`` serve the pass without a reference."""
+        self.check_reference(reference)
+        strength = 0.0 if reference is None else reference.strength
+        passes = []
+        if strength > 0:
+            passes.append((strength, self.norm_stats(read, windows, z, reference), reference))
+        if strength < 1:
+            passes.append((1.0 - strength, self.norm_stats(read, windows, z) if stats is None else stats, None))
+        return passes
 
     def colorize(self, gray: np.ndarray, tile: int = DEFAULT_TILE, overlap: int = DEFAULT_OVERLAP,
                  z: torch.Tensor | None = None, batch_size: int = DEFAULT_BATCH,
-                 progress=None) -> np.ndarray:
-        """Gray HxW float array in [0, 1] -> colour HxWx3 float array in [0, 1]."""
+                 progress=None, reference: Reference | None = None, stats: NormStats = None) -> np.ndarray:
+        """Gray HxW float array in [0, 1] -> colour HxWx3 float array in [0, 1] (following a colour
+        ``reference`` on the same grid, for a reference model); ``stats``: shared whole-input
+        statistics (see :meth:`blend_tiles`)."""
         if gray.ndim != 2:
             raise ValueError(f"colorize takes a 2-D gray array, got shape {gray.shape}")
         gray = np.asarray(gray, dtype=np.float32)
         out = np.empty(gray.shape + (3,), np.float32)
         for top, g, raw in self.blend_tiles(array_reader(gray), *gray.shape, tile, overlap, z,
-                                            batch_size, progress):
+                                            batch_size, progress, reference, stats):
             out[top:top + g.shape[-2]] = self.colour(raw, g)
         return out
 
@@ -234,9 +263,10 @@ class Colorizer:
 
     @torch.no_grad()
     def norm_stats(self, read: GrayReader, windows: list[tuple[int, int, int, int]],
-                   z: torch.Tensor | None) -> NormStats:
-        """Instance-norm statistics of the whole input, or of disjoint blocks spread across it,
-        run as one batch whose every layer is normalised with statistics pooled over it."""
+                   z: torch.Tensor | None, reference: Reference | None = None) -> NormStats:
+        """Instance-norm statistics of the whole input, or of disjoint blocks spread across it
+        (with their reference planes where given), run as one batch whose every layer is
+        normalised with statistics pooled over it."""
         if not self.generator.instance_norm or len(windows) < 2:
             return None
         sample = norm_sample_windows(windows[-1][0] + windows[-1][2],
@@ -244,7 +274,12 @@ class Colorizer:
                                      self.norm_sample_side)
         tiles = torch.cat([self.gray_tensor(read(*win)) for win in sample])
         tiles, _, _ = pad_to_multiple(tiles, self.generator.size_multiple)
-        return self.generator.pooled_norm_stats(tiles, None if z is None else z.expand(len(sample), -1))
+        zz = None if z is None else z.expand(len(sample), -1)
+        if reference is None:
+            return self.generator.pooled_norm_stats(tiles, zz)
+        planes = torch.cat([pad_planes(reference.window(*win).to(self.device), *tiles.shape[-2:])
+                            for win in sample])
+        return self.generator.pooled_norm_stats(tiles, zz, planes)
 
     def plan(self, h: int, w: int, tile: int, overlap: int) -> tuple[list[int], list[int], int, int]:
         """This generator's tiling of an HxW input (see :func:`tile_plan`)."""
@@ -253,10 +288,13 @@ class Colorizer:
     @torch.no_grad()
     def blend_tiles(self, read: GrayReader, h: int, w: int, tile: int = DEFAULT_TILE,
                     overlap: int = DEFAULT_OVERLAP, z: torch.Tensor | None = None,
-                    batch_size: int = DEFAULT_BATCH, progress=None, blank: BlankTest | None = None
+                    batch_size: int = DEFAULT_BATCH, progress=None, reference: Reference | None = None,
+                    stats: NormStats = None, blank: BlankTest | None = None
                     ) -> Iterator[tuple[int, torch.Tensor, torch.Tensor]]:
         """Yield ``(top, gray_rows, raw_rows)``: finished rows of the blended raw output, top to
-        bottom, with their gray (both (1,C,rows,W) on the device). Tiles for which ``blank``
+        bottom, with their gray (both (1,C,rows,W) on the device); with a colour ``reference``
+        on the same grid for a reference model. ``stats``: whole-input statistics to use instead
+        of the input's own (e.g. shared by the frames of a flight). Tiles for which ``blank``
         says True (no valid pixel: the reader knows its no-data) are not run; rows covered by
         nothing else get a zero raw output."""
         check_tiling(tile, overlap, batch_size)
@@ -264,7 +302,7 @@ class Colorizer:
         tops, lefts, th, tw = self.plan(h, w, tile, overlap)
         windows = [(t, lft, th, tw) for t in tops for lft in lefts]
         ramps = (TileRamps(tops, th), TileRamps(lefts, tw))
-        stats = self.norm_stats(read, windows, z)
+        passes = self.reference_passes(read, windows, z, reference, stats)
         buf_top, gray = 0, self.gray_tensor(np.zeros((0, w), np.float32))
         acc = torch.zeros(1, self.generator.out_channels, 0, w, device=self.device)
         wsum = torch.zeros(1, 1, 0, w, device=self.device)
@@ -281,7 +319,10 @@ class Colorizer:
             for j in range(0, len(row), batch_size):
                 chunk = row[j:j + batch_size]
                 crops = torch.cat([gray[..., r:r + th, lft:lft + tw] for lft in chunk])
-                outs = self.raw_output(crops, None if z is None else z.expand(len(chunk), -1), stats)
+                zz = None if z is None else z.expand(len(chunk), -1)
+                outs = sum(weight * self.raw_output(crops, zz, stats, None if ref is None else torch.cat(
+                    [ref.window(t, lft, th, tw) for lft in chunk]).to(self.device))
+                    for weight, stats, ref in passes)
                 for lft, o in zip(chunk, outs, strict=True):
                     wt = self.tile_weights(ramps, i, lefts.index(lft))
                     acc[..., r:r + th, lft:lft + tw] += o * wt

@@ -32,13 +32,15 @@ class Generator(Protocol):
     multimodal: bool
     z_dim: int  # latent code length (0 unless multimodal)
     instance_norm: bool  # has layers that depend on whole-input statistics
+    reference_channels: int  # planes of a colour reference it takes (0: none; see aerocolor.reference)
 
     def __call__(self, gray: torch.Tensor, z: torch.Tensor | None,
-                 stats: NormStats = None) -> torch.Tensor:
+                 stats: NormStats = None, ref: torch.Tensor | None = None) -> torch.Tensor:
         """Raw output; every whole-input layer uses ``stats`` (from :meth:`pooled_norm_stats`)
-        where given, else each input's own statistics."""
+        where given, else each input's own statistics; ``ref`` the reference planes (None: none)."""
 
-    def pooled_norm_stats(self, gray: torch.Tensor, z: torch.Tensor | None) -> NormStats:
+    def pooled_norm_stats(self, gray: torch.Tensor, z: torch.Tensor | None,
+                          ref: torch.Tensor | None = None) -> NormStats:
         """Statistics of every whole-input layer pooled over the whole batch (its tiles taken as
         one image)."""
 

@@ -34,6 +34,11 @@ def default_model_path() -> Path:
     return Path(str(resources.files("aerocolor") / "models" / "default.pt"))
 
 
+def reference_model_path() -> Path:
+    """The bundled model that takes a colour reference (``--reference`` picks it by default)."""
+    return default_model_path().with_name("reference.pt")
+
+
 def torch_colorizer(method: Method, config: Config, device: str | torch.device = "cpu",
                     source: str = "") -> Colorizer:
     """A colorizer running a method's generator with torch."""

@@ -1,12 +1,13 @@
 """ONNX export of any method's generator, and running it with onnxruntime.
 
 The exported graph takes ``gray`` (N,1,H,W) sRGB gray in [0, 1] (H and W multiples of the
-``size_multiple`` in its metadata, any size otherwise) and, for multimodal methods, ``z``
-(N, z_dim). It returns ``raw``, the generator's output (RGB in [-1, 1], or a*/110, b*/110 in
-``lab`` mode), and ``rgb``, the colour image in [0, 1] with the lab recombination done inside
-(the full-resolution L* of the input joined with the predicted ab). The metadata holds the colour
-mode, the normalisation, the tile size and overlap to use and the full training config, so the
-file is self-describing like a checkpoint.
+``size_multiple`` in its metadata, any size otherwise) and, for multimodal methods, ``z`` (N,
+z_dim), and for reference models ``reference`` (N,4,H,W), the colour reference's planes (see
+:mod:`aerocolor.reference`; zeros: no reference). It returns ``raw``, the generator's output (RGB
+in [-1, 1], or a*/110, b*/110 in ``lab`` mode), and ``rgb``, the colour image in [0, 1] with the
+lab recombination done inside (the full-resolution L* of the input joined with the predicted ab).
+The metadata holds the colour mode, the normalisation, the tile size and overlap to use and the
+full training config, so the file is self-describing like a checkpoint.
 
 Instance-normalised generators get two more inputs, both optional (they have defaults), and one
 more output, so that tiles of a large input can share normalisation statistics as they do with
@@ -107,7 +108,9 @@ def example_inputs(method: Method) -> tuple[torch.Tensor, ...]:
     m = method.size_multiple
     size = max(m, 64 // m * m)
     example: tuple = (torch.rand(1, 1, size, size),)
-    return example + ((torch.zeros(1, z_dim(method)),) if method.multimodal else ())
+    example += (torch.zeros(1, z_dim(method)),) if method.multimodal else ()
+    return example + ((torch.zeros(1, method.reference_channels, size, size),)
+                      if method.reference_channels else ())
 
 
 @torch.no_grad()
@@ -117,8 +120,8 @@ def generator_instance_norms(method: Method) -> list[nn.Module]:
     norms, order = instance_norms(method), []
     hooks = [m.register_forward_pre_hook(lambda mod, _: order.append(mod)) for m in norms]
     try:
-        gray, *z = example_inputs(method)
-        method.generate(net_input(gray, method.mode), z[0] if z else None)
+        gray, *extra = example_inputs(method)
+        method.generate(net_input(gray, method.mode), extra[0] if method.multimodal else None)
     finally:
         for h in hooks:
             h.remove()
@@ -144,6 +147,7 @@ class ExportedGenerator(nn.Module):
 
     def forward(self, gray: torch.Tensor, *extra: torch.Tensor):
         z = extra[0] if self.method.multimodal else None
+        ref = extra[int(self.method.multimodal)] if self.method.reference_channels else None
         if self.norms:
             stats, mix = extra[-2:]
             at = 0
@@ -151,7 +155,7 @@ class ExportedGenerator(nn.Module):
                 c = m.num_features
                 m.mix, m.given = mix, (stats[at:at + c], stats[at + c:at + 2 * c])
                 at += 2 * c
-        raw = self.method.generate(net_input(gray, self.method.mode), z)
+        raw = self.method.generate(net_input(gray, self.method.mode), z, ref)
         rgb = rgb_from_output(raw, gray, self.method.mode)
         if not self.norms:
             return raw, rgb
@@ -168,6 +172,8 @@ def onnx_metadata(method: Method, config: Config, tile: int, overlap: int, norm_
         "normalisation": NORMALISATION[method.mode],
         "inputs": "gray: N x 1 x H x W float32 sRGB gray in [0, 1]"
                   + ("; z: N x z_dim float32 latent code" if method.multimodal else "")
+                  + ("; reference: N x 4 x H x W float32 colour reference planes (a*/110, b*/110, valid, "
+                     "palette; zeros: none)" if method.reference_channels else "")
                   + ("; norm_stats: S float32 (optional); norm_weights: 3 float32 (optional, default 1,0,0 = "
                      "plain instance norm)" if norms else ""),
         "outputs": "raw: generator output; rgb: N x 3 x H x W float32 sRGB in [0, 1]"
@@ -176,6 +182,7 @@ def onnx_metadata(method: Method, config: Config, tile: int, overlap: int, norm_
         "out_channels": str(method.out_channels),
         "multimodal": str(int(method.multimodal)),
         "z_dim": str(z_dim(method)),
+        "reference_channels": str(method.reference_channels),
         "tile": str(tile),
         "overlap": str(overlap),
         "instance_norm": "shared_stats_inputs" if norms else "none",
@@ -200,6 +207,9 @@ def export_onnx(method: Method, config: Config, out: str | Path | None = None,
     if method.multimodal:
         names.append("z")
         axes["z"] = {0: "batch"}
+    if method.reference_channels:
+        names.append("reference")
+        axes["reference"] = {0: "batch", 2: "height", 3: "width"}
     outputs = ["raw", "rgb"]
     exported = ExportedGenerator(method)
     n_stats = exported.norm_stats_size
@@ -268,6 +278,7 @@ class OnnxGenerator:
         self.out_channels = int(meta["out_channels"])
         self.multimodal = meta["multimodal"] == "1"
         self.z_dim = int(meta["z_dim"])
+        self.reference_channels = int(meta.get("reference_channels", "0"))
         inputs = {i.name for i in self.session.get_inputs() + self.session.get_overridable_initializers()}
         self.instance_norm = meta.get("instance_norm") != "none"
         if self.instance_norm and "norm_stats" not in inputs:
@@ -291,8 +302,11 @@ class OnnxGenerator:
         return ort.InferenceSession(cut.SerializeToString(), options, providers=providers)
 
     def _feeds(self, gray: torch.Tensor, z: torch.Tensor | None, weights: tuple[float, float, float] | None,
-               stats: np.ndarray | None = None) -> dict[str, np.ndarray]:
+               stats: np.ndarray | None = None, ref: torch.Tensor | None = None) -> dict[str, np.ndarray]:
         feeds = {"gray": np.ascontiguousarray(gray.detach().float().cpu().numpy())}
+        if self.reference_channels:
+            planes = gray.new_zeros(gray.shape[0], self.reference_channels, *gray.shape[-2:]) if ref is None else ref
+            feeds["reference"] = np.ascontiguousarray(planes.detach().float().cpu().numpy())
         if self.multimodal:
             zz = torch.zeros(gray.shape[0], self.z_dim) if z is None else z
             feeds["z"] = np.ascontiguousarray(zz.detach().float().cpu().numpy())
@@ -303,14 +317,15 @@ class OnnxGenerator:
         return feeds
 
     def __call__(self, gray: torch.Tensor, z: torch.Tensor | None,
-                 stats: np.ndarray | None = None) -> torch.Tensor:
+                 stats: np.ndarray | None = None, ref: torch.Tensor | None = None) -> torch.Tensor:
         weights = (0.0, 0.0, 1.0) if stats is not None else None
-        raw = self.session.run(["raw"], self._feeds(gray, z, weights, stats))[0]
+        raw = self.session.run(["raw"], self._feeds(gray, z, weights, stats, ref))[0]
         return torch.from_numpy(raw).to(gray.device)
 
-    def pooled_norm_stats(self, gray: torch.Tensor, z: torch.Tensor | None) -> np.ndarray:
+    def pooled_norm_stats(self, gray: torch.Tensor, z: torch.Tensor | None,
+                          ref: torch.Tensor | None = None) -> np.ndarray:
         """Run a batch with every instance norm pooled over the whole batch; their statistics."""
         unused = np.zeros(self.norm_stats_size, np.float32)  # the cut graph keeps no input defaults
-        feeds = self._feeds(gray, z, (0.0, 1.0, 0.0), unused)
+        feeds = self._feeds(gray, z, (0.0, 1.0, 0.0), unused, ref)
         names = {i.name for i in self.stats_session.get_inputs()}
         return self.stats_session.run(["pooled_norm_stats"], {k: v for k, v in feeds.items() if k in names})[0]

@@ -29,6 +29,8 @@ from ..color import gray_from_rgb
 from ..errors import AerocolorError, ImageReadError
 from ..imageio import atomic_write
 from .colorizer import DEFAULT_BATCH, DEFAULT_OVERLAP, DEFAULT_TILE, Colorizer, tile_windows
+from .generator import NormStats
+from .reference import Grid, Reference, ReferenceSpec
 
 RASTER_SUFFIXES = (".tif", ".tiff", ".jp2", ".j2k", ".vrt", ".img")
 STRETCH_SAMPLE = 1024  # longest side of the decimated read that percentile stretches come from
@@ -45,6 +47,7 @@ class RasterOptions:
     band: int | None = None  # 1-based; None: luminance of bands 1-3 when there are 3+, else band 1
     stretch: str = "auto"  # auto (percentiles for data deeper than 8 bits), percentile, none
     percentiles: tuple[float, float] = (0.5, 99.5)
+    value_range: tuple[float, float] | None = None  # a stretch given (shared by a group), not measured
     cog: bool = False
     match_resolution: bool = False
     tile: int = DEFAULT_TILE
@@ -81,6 +84,8 @@ class GrayRaster:
         if opts.stretch not in ("auto", "percentile", "none"):
             raise AerocolorError(
                 f"unknown stretch {opts.stretch!r}: choose auto, percentile or none")
+        if opts.value_range is not None:
+            return opts.value_range
         if opts.stretch == "percentile" or (opts.stretch == "auto" and dtype != np.uint8):
             values = self._sample_bands().compressed()
             if values.size == 0:
@@ -194,10 +199,11 @@ def model_grid(src, model_res: float, name: str) -> WarpedVRT:
 
 
 def blocks_on_grid(colorizer: Colorizer, gray: GrayRaster, opts: RasterOptions, progress,
-                   z: torch.Tensor | None) -> Iterator[tuple[int, torch.Tensor, torch.Tensor]]:
+                   z: torch.Tensor | None, reference: Reference | None = None, stats: NormStats = None
+                   ) -> Iterator[tuple[int, torch.Tensor, torch.Tensor]]:
     """(top, gray rows, raw rows) of the blended output on the gray raster's own grid."""
     yield from colorizer.blend_tiles(gray.read, gray.src.height, gray.src.width, opts.tile,
-                                     opts.overlap, z, opts.batch_size, progress)
+                                     opts.overlap, z, opts.batch_size, progress, reference, stats)
 
 
 def write_raw(path: str, src, channels: int, blocks) -> None:
@@ -250,8 +256,11 @@ def to_cog(strip_path: str, out_path: str, compress: str) -> None:
 
 def colorize_raster(colorizer: Colorizer, path: Path, out: Path,
                     opts: RasterOptions = RasterOptions(), progress: bool = True,
-                    z: torch.Tensor | None = None) -> Path:
-    """Colorize one raster into a georeferenced RGB GeoTIFF at ``out`` (written atomically)."""
+                    z: torch.Tensor | None = None, reference: ReferenceSpec | None = None,
+                    stats: NormStats = None) -> Path:
+    """Colorize one raster into a georeferenced RGB GeoTIFF at ``out`` (written atomically),
+    following a colour ``reference`` placed on the grid it is colorized on; ``stats``: shared
+    whole-input statistics instead of the raster's own."""
     name = str(path)
     with ExitStack() as stack:
         stack.enter_context(rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_MB))
@@ -265,10 +274,12 @@ def colorize_raster(colorizer: Colorizer, path: Path, out: Path,
             grid = stack.enter_context(model_grid(src, model_res, name))
         model_gray = GrayRaster(grid, opts, name)
         gray = model_gray if grid is src else GrayRaster(src, opts, name)
+        ref = None if reference is None else reference.for_grid(
+            Grid.of(grid), colorizer.config.model.reference.scale, name)
         n_tiles = len(tile_windows(grid.height, grid.width, opts.tile, opts.overlap))
         bar = stack.enter_context(tqdm(total=n_tiles, unit="tile", desc=path.name,
                                        disable=not progress))
-        blocks = blocks_on_grid(colorizer, model_gray, opts, bar.update, z)
+        blocks = blocks_on_grid(colorizer, model_gray, opts, bar.update, z, ref, stats)
 
         def write(tmp: str) -> None:
             final = tmp

@@ -91,13 +91,14 @@ class TorchGenerator:
         self.multimodal = method.multimodal
         self.z_dim = z_dim(method)
         self.instance_norm = bool(instance_norms(method))
+        self.reference_channels = method.reference_channels
         self._norm_calls: int | None = None  # norm calls in one pass, counted on first use
         self._count_lock = threading.Lock()
 
     def __call__(self, gray: torch.Tensor, z: torch.Tensor | None,
-                 stats: WholeInputStats | None = None) -> torch.Tensor:
+                 stats: WholeInputStats | None = None, ref: torch.Tensor | None = None) -> torch.Tensor:
         with stats_scope(StatsScope(given=stats or None)):
-            out = self.method.generate(self._input(gray), z)
+            out = self.method.generate(self._input(gray), z, ref)
         return out.contiguous()
 
     def _input(self, gray: torch.Tensor) -> torch.Tensor:
@@ -114,12 +115,13 @@ class TorchGenerator:
                 self._norm_calls = scope.calls
         return self._norm_calls
 
-    def pooled_norm_stats(self, gray: torch.Tensor, z: torch.Tensor | None) -> WholeInputStats:
+    def pooled_norm_stats(self, gray: torch.Tensor, z: torch.Tensor | None,
+                          ref: torch.Tensor | None = None) -> WholeInputStats:
         """Run a batch with every norm pooled over the whole batch; their statistics. The pass
         stops at the last norm (a scene context sits mid-network, so about half is skipped)."""
         with stats_scope(StatsScope(pool=True, stop_after=self.norm_calls(z))) as scope:
             try:
-                self.method.generate(self._input(gray), z)
+                self.method.generate(self._input(gray), z, ref)
             except StatsComplete:
                 pass
         return scope.pooled

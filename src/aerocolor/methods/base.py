@@ -19,6 +19,7 @@ from ..color import check_mode, out_channels
 from ..config import ModelConfig, OptimConfig
 from ..errors import ConfigError
 from ..nets import size_multiple
+from ..reference import REFERENCE_CHANNELS, no_reference
 
 METHODS: dict[str, type[Method]] = {}
 
@@ -75,6 +76,7 @@ class Method(nn.Module):
     trainable_nets: ClassVar[tuple[str, ...]] = ("netG", "netD")
     multimodal: ClassVar[bool] = False
     calibration_keys: ClassVar[tuple[str, ...]] = ("gray",)  # batch inputs the generator sees at inference
+    supports_reference: ClassVar[bool] = False  # can take a colour reference (model.reference.enabled)
 
     def __init__(self, cfg: ModelConfig, training: bool = True):
         super().__init__()
@@ -86,12 +88,21 @@ class Method(nn.Module):
         except ValidationError as e:
             msg = "; ".join(f"{'.'.join(map(str, x['loc']))}: {x['msg']}" for x in e.errors())
             raise ConfigError(f"model.options for {self.name}: {msg}") from None
+        if cfg.reference.enabled and not self.supports_reference:
+            supported = ", ".join(sorted(n for n, m in METHODS.items() if m.supports_reference))
+            raise ConfigError(f"model.reference.enabled: method {self.name!r} takes no colour reference; "
+                              f"choose {supported} or set model.reference.enabled=false")
         self.amp: Callable[[], Any] = contextlib.nullcontext
         self.optimizers: dict[str, torch.optim.Optimizer] = {}
 
     @property
     def in_channels(self) -> int:
         return 1
+
+    @property
+    def reference_channels(self) -> int:
+        """Planes of a colour reference the generator takes beside its input (0: none)."""
+        return REFERENCE_CHANNELS if self.cfg.reference.enabled else 0
 
     @property
     def out_channels(self) -> int:
@@ -107,9 +118,19 @@ class Method(nn.Module):
     def train_step(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         raise NotImplementedError
 
-    def generate(self, x: torch.Tensor, z: torch.Tensor | None = None) -> torch.Tensor:
-        """Generator input (see :func:`aerocolor.color.net_input`) -> generator output."""
-        return unwrap(self.netG)(x)
+    def generate(self, x: torch.Tensor, z: torch.Tensor | None = None,
+                 ref: torch.Tensor | None = None) -> torch.Tensor:
+        """Generator input (see :func:`aerocolor.color.net_input`) and, for a reference model, the
+        reference planes (see :mod:`aerocolor.reference`; None: no reference) -> generator output."""
+        return unwrap(self.netG)(self.with_reference(x, ref))
+
+    def with_reference(self, x: torch.Tensor, ref: torch.Tensor | None) -> torch.Tensor:
+        """The generator's input: ``x`` and, for a reference model, the reference planes."""
+        if not self.reference_channels:
+            return x
+        if ref is None:
+            ref = no_reference(x.shape[0], x.shape[-2:], x)
+        return torch.cat([x, ref.to(x.dtype)], dim=1)
 
     def wrap_nets(self, wrap: Callable[[nn.Module], nn.Module]) -> None:
         """Wrap each trainable network (e.g. in DistributedDataParallel)."""

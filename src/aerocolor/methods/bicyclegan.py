@@ -120,8 +120,10 @@ class BicycleGAN(Method):
         self.optimizers["G"].step()
         return {k: v.detach() for k, v in losses.items()}
 
-    def generate(self, x: torch.Tensor, z: torch.Tensor | None = None) -> torch.Tensor:
-        """Colorize with code ``z`` (N or 1, nz); without one, the prior's mean z = 0."""
+    def generate(self, x: torch.Tensor, z: torch.Tensor | None = None,
+                 ref: torch.Tensor | None = None) -> torch.Tensor:
+        """Colorize with code ``z`` (N or 1, nz); without one, the prior's mean z = 0 (no
+        reference: this method takes none)."""
         if z is None:
             z = x.new_zeros(1, self.opts.nz)
         return unwrap(self.netG)(x, z.to(x).expand(x.shape[0], -1))

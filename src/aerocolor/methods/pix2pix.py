@@ -8,6 +8,7 @@ from ..color import net_input, net_target
 from ..config import ModelConfig, OptimConfig
 from ..losses import discriminator_loss, gan_loss, masked_l1, mean_color_l1
 from ..nets import build_discriminator, build_generator
+from ..reference import simulate_references
 from .base import Method, MethodOptions, adam, register, set_requires_grad, unwrap
 
 
@@ -24,11 +25,12 @@ class Pix2PixOptions(MethodOptions):
 class Pix2Pix(Method):
     name = "pix2pix"
     Options = Pix2PixOptions
+    supports_reference = True
 
     def __init__(self, cfg: ModelConfig, training: bool = True):
         super().__init__(cfg, training)
-        self.netG = build_generator(cfg.nets, self.in_channels, self.out_channels)
-        if training:
+        self.netG = build_generator(cfg.nets, self.in_channels + self.reference_channels, self.out_channels)
+        if training:  # D judges colour against the gray alone, with or without a reference
             self.netD = build_discriminator(cfg.nets, self.in_channels + self.out_channels)
 
     def configure_optimizers(self, optim: OptimConfig) -> dict[str, torch.optim.Optimizer]:
@@ -42,8 +44,11 @@ class Pix2Pix(Method):
         mode, gan_mode = self.mode, self.cfg.gan_mode
         real_a = net_input(batch["gray"], mode)
         real_b = net_target(batch["rgb"], mode)
+        ref = None
+        if self.reference_channels:
+            ref = simulate_references(batch["rgb"], batch.get("mask"), self.cfg.reference, None)
         with self.amp():
-            fake_b = self.netG(real_a)
+            fake_b = self.netG(self.with_reference(real_a, ref))
 
         set_requires_grad(self.netD, True)
         self.optimizers["D"].zero_grad(set_to_none=True)

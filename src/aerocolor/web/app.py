@@ -26,9 +26,10 @@ from pydantic import BaseModel
 
 from .. import __version__
 from ..infer.colorizer import DEFAULT_TILE
-from .catalog import ModelCatalog
+from ..infer.reference import ReferenceError
+from .catalog import REFERENCE_ID, ModelCatalog
 from .jobs import DONE, Job, JobStore, QueueFull
-from .results import GRAY_PNG, colorize_job, result_geotiff, result_png, store_upload
+from .results import GRAY_PNG, colorize_job, job_reference, result_geotiff, result_png, store_reference, store_upload
 from .uploads import UploadError, display_name
 
 STATIC = Path(str(resources.files("aerocolor") / "web" / "static"))
@@ -57,6 +58,7 @@ class ModelInfo(BaseModel):
     method: str
     color_mode: str
     multimodal: bool
+    reference: bool
     default: bool
 
 
@@ -77,6 +79,7 @@ class JobInfo(BaseModel):
     samples: int
     seed: int
     georeferenced: bool
+    reference_strength: float | None
     notes: list[str]
     gray: str
     results: list[ResultLinks]
@@ -171,6 +174,7 @@ def job_info(web: WebContext, job: Job) -> JobInfo:
     return JobInfo(id=job.id, state=job.state, progress=round(job.progress, 4), error=job.error,
                    name=job.name, model=job.model, width=job.width, height=job.height,
                    samples=job.samples, seed=job.seed, georeferenced=job.georeferenced, notes=job.notes,
+                   reference_strength=job.reference_strength,
                    gray=f"{base}/gray.png", results=results,
                    expires_in=web.store.expires_in(job))
 
@@ -218,13 +222,23 @@ async def create_job(
     image: UploadFile = File(..., description="PNG, JPEG, TIFF or GeoTIFF; colour becomes gray"),
     model: str | None = Form(None, description="a model id from /api/models (default: default)"),
     samples: int = Form(1, description="how many different colourings (multimodal models)"),
+    restore: bool = Form(False, description="repair dust, hairs, scratches, blotches and holes first"),
+    reference: UploadFile | None = File(None, description="optional colour reference: a georeferenced "
+                                        "orthophoto of the same place (placed on a georeferenced image), "
+                                        "or any colour image (its palette); needs a reference model"),
+    reference_strength: float = Form(1.0, description="0..1: how strongly the colours follow the reference"),
 ) -> JobInfo:
     """Upload an image and queue its colorization; poll the job until its state is done."""
     web = context(request)
-    model_id = model or web.catalog.default_id
+    if reference is not None and not reference.filename:
+        reference = None  # an empty file field of a form
+    model_id = model or (REFERENCE_ID if reference is not None and REFERENCE_ID in web.catalog.entries
+                         else web.catalog.default_id)
     if model_id not in web.catalog.entries:
         raise HTTPException(422, f"unknown model {model_id!r}; choose one of "
                                  f"{', '.join(web.catalog.entries)}")
+    if reference is not None:
+        check_reference_request(web, model_id, reference_strength)
     multimodal = web.catalog.entries[model_id].multimodal
     top = web.settings.max_samples if multimodal else 1
     if not 1 <= samples <= top:
@@ -240,18 +254,36 @@ async def create_job(
         async with web.decoding:
             upload = await run_in_threadpool(store_upload, image.file, folder, name,
                                              web.settings.max_pixels)
+            if reference is not None:
+                await run_in_threadpool(store_reference, reference.file, folder,
+                                        display_name(reference.filename), web.settings.max_pixels)
         job = Job(id=job_id, folder=folder, name=name, model=model_id,
                   samples=samples if multimodal else 1, width=upload.gray.shape[1],
                   height=upload.gray.shape[0], seed=secrets.randbits(63),
-                  georeferenced=upload.georeferenced, notes=upload.notes)
+                  georeferenced=upload.georeferenced, notes=upload.notes, restore=restore,
+                  reference_strength=reference_strength if reference is not None else None)
+        if reference is not None:  # a reference that cannot be used is refused now, with its reason
+            scale = web.catalog.colorizer(model_id).config.model.reference.scale
+            async with web.decoding:
+                await run_in_threadpool(job_reference, job, scale, job.notes.append)
         web.store.submit(job)
-    except UploadError as e:
+    except (UploadError, ReferenceError) as e:
         shutil.rmtree(folder, ignore_errors=True)
-        raise HTTPException(e.status, str(e)) from None
+        raise HTTPException(getattr(e, "status", 422), str(e)) from None
     except QueueFull as e:
         shutil.rmtree(folder, ignore_errors=True)
         raise HTTPException(503, str(e), headers={"Retry-After": str(e.retry_after)}) from None
     return job_info(web, job)
+
+
+def check_reference_request(web: WebContext, model_id: str, strength: float) -> None:
+    """A reference needs a model that takes one, and a strength in 0..1 (422 otherwise)."""
+    if not web.catalog.entries[model_id].reference:
+        takers = [e.id for e in web.catalog.entries.values() if e.reference]
+        raise HTTPException(422, f"model {model_id!r} takes no colour reference; "
+                                 + (f"choose {', '.join(takers)}" if takers else "this server has no reference model"))
+    if not 0.0 <= strength <= 1.0:
+        raise HTTPException(422, f"reference_strength {strength}: must be between 0 and 1")
 
 
 @router.get("/jobs/{job_id}", response_model=JobInfo, responses=NOT_FOUND)

@@ -13,12 +13,13 @@ from pathlib import Path
 
 from ..checkpoint import CKPT_SUFFIXES, checkpoint_config, load_checkpoint
 from ..errors import AerocolorError
-from ..infer import Colorizer, default_model_path, load_colorizer
+from ..infer import Colorizer, default_model_path, load_colorizer, reference_model_path
 from ..methods import get_method
 
 log = logging.getLogger("aerocolor.web")
 
 DEFAULT_ID = "default"
+REFERENCE_ID = "reference"  # the bundled reference model, the default for jobs with a reference
 
 
 @dataclass(frozen=True)
@@ -28,23 +29,27 @@ class ModelEntry:
     method: str
     color_mode: str
     multimodal: bool
+    reference: bool = False  # takes a colour reference
 
     def describe(self) -> dict:
         return {"id": self.id, "method": self.method, "color_mode": self.color_mode,
-                "multimodal": self.multimodal}
+                "multimodal": self.multimodal, "reference": self.reference}
 
 
 def read_entry(model_id: str, path: Path) -> ModelEntry:
     config = checkpoint_config(load_checkpoint(path), str(path))
     return ModelEntry(id=model_id, path=path, method=config.model.method,
                       color_mode=config.model.color_mode,
-                      multimodal=get_method(config.model.method).multimodal)
+                      multimodal=get_method(config.model.method).multimodal,
+                      reference=config.model.reference.enabled)
 
 
 def find_checkpoints(models_dir: Path | None, with_default: bool) -> list[tuple[str, Path]]:
     found = []
     if with_default and default_model_path().is_file():
         found.append((DEFAULT_ID, default_model_path()))
+    if with_default and reference_model_path().is_file():
+        found.append((REFERENCE_ID, reference_model_path()))
     if models_dir is not None:
         if not models_dir.is_dir():
             raise AerocolorError(f"{models_dir}: no such folder; "

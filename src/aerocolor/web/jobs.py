@@ -39,7 +39,9 @@ class Job:
     height: int
     seed: int = 0
     georeferenced: bool = False
+    reference_strength: float | None = None  # a colour reference was uploaded (None: none)
     notes: list[str] = field(default_factory=list)
+    restore: bool = False  # repair damage before colorizing
     state: str = QUEUED
     progress: float = 0.0
     error: str | None = None

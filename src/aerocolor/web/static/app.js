@@ -41,6 +41,8 @@ function currentModel() { return state.models.find((m) => m.id === $("model").va
 function modelChanged() {
   const m = currentModel();
   $("samples-field").hidden = !(m && m.multimodal);
+  $("reference-field").hidden = !(m && m.reference);
+  $("strength-field").hidden = !(m && m.reference);
 }
 
 // ---- choosing a file ------------------------------------------------------------------------
@@ -82,6 +84,12 @@ async function colorize() {
   form.append("image", state.file);
   form.append("model", $("model").value);
   if (currentModel().multimodal) form.append("samples", $("samples").value);
+  if ($("restore").checked) form.append("restore", "true");
+  const reference = $("reference").files[0];
+  if (currentModel().reference && reference) {
+    form.append("reference", reference);
+    form.append("reference_strength", $("reference-strength").value);
+  }
   $("colorize").disabled = true;
   showMessage("");
   setStatus("working");

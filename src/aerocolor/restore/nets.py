@@ -1,0 +1,67 @@
+"""The restoration networks: a damage segmenter and an inpainting generator, one small
+encoder-decoder each (full-resolution stem, three stride-2 levels, dilated context, skips)."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from ..data.damage import DAMAGE_TYPES
+from ..nets.layers import init_weights, norm_layer
+
+SIZE_MULTIPLE = 8  # three stride-2 levels
+
+
+def conv_block(c_in: int, c_out: int, stride: int = 1, dilation: int = 1, norm: str = "batch") -> nn.Sequential:
+    return nn.Sequential(nn.Conv2d(c_in, c_out, 3, stride, dilation, dilation=dilation, bias=False),
+                         norm_layer(norm, c_out), nn.ReLU(inplace=True))
+
+
+class RestoreNet(nn.Module):
+    """(N, in_ch, H, W) -> (N, out_ch, H, W); H and W multiples of ``SIZE_MULTIPLE``."""
+
+    def __init__(self, in_ch: int, out_ch: int, width: int = 16, norm: str = "batch"):
+        super().__init__()
+        c1, c2, c3 = width, 2 * width, 4 * width
+        self.stem = nn.Sequential(conv_block(in_ch, c1, norm=norm), conv_block(c1, c1, norm=norm))
+        self.down1 = nn.Sequential(conv_block(c1, c2, 2, norm=norm), conv_block(c2, c2, norm=norm))
+        self.down2 = nn.Sequential(conv_block(c2, c3, 2, norm=norm), conv_block(c3, c3, norm=norm))
+        self.down3 = nn.Sequential(conv_block(c3, c3, 2, norm=norm), conv_block(c3, c3, 1, 2, norm),
+                                   conv_block(c3, c3, 1, 4, norm))
+        self.up2 = conv_block(2 * c3, c3, norm=norm)
+        self.up1 = conv_block(c3 + c2, c2, norm=norm)
+        self.up0 = conv_block(c2 + c1, c1, norm=norm)
+        self.head = nn.Conv2d(c1, out_ch, 1)
+        init_weights(self, "kaiming")
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        s0 = self.stem(x)
+        s1 = self.down1(s0)
+        s2 = self.down2(s1)
+        y = self.down3(s2)
+        for skip, block in ((s2, self.up2), (s1, self.up1), (s0, self.up0)):
+            y = block(torch.cat([F.interpolate(y, size=skip.shape[-2:], mode="nearest"), skip], 1))
+        return self.head(y)
+
+
+def damage_detector(width: int = 16) -> RestoreNet:
+    """Gray (N,1,H,W) in [0, 1] -> logits (N, 1 + len(DAMAGE_TYPES), H, W): clean, then each type."""
+    return RestoreNet(1, 1 + len(DAMAGE_TYPES), width)
+
+
+def inpainter(width: int = 16) -> RestoreNet:
+    """(gray with holes zeroed, mask) (N,2,H,W) -> gray residual (N,1,H,W), see :func:`inpaint`."""
+    return RestoreNet(2, 1, width)
+
+
+def inpaint(net: nn.Module, gray: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Gray (N,1,H,W) with ``mask`` (N,1,H,W, 1 = missing) -> gray with the masked pixels
+    predicted and the others kept exactly."""
+    known = gray * (1 - mask)
+    pred = (known + net(torch.cat([known * 2 - 1, mask], 1))).clamp(0, 1)
+    return known + pred * mask
+
+
+def parameter_count(net: nn.Module) -> int:
+    return sum(p.numel() for p in net.parameters())

@@ -1,0 +1,297 @@
+"""Restoration: synthetic damage and its labels, the damage detector learning, restoring files
+(georeference, nodata, bit depth, masks), frame borders, clean images left alone, ONNX export,
+``colorize --restore`` and the one-line errors."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import rasterio
+import torch
+import torch.nn.functional as F
+from rasterio.transform import Affine
+from scipy.ndimage import binary_dilation
+
+from aerocolor.cli import main
+from aerocolor.color import gray_from_rgb, to_tensor
+from aerocolor.data.damage import DAMAGE_TYPES, LABEL, Damage, draw_damage, type_masks
+from aerocolor.imageio import list_images, read_image
+from aerocolor.restore.borders import picture_area
+from aerocolor.restore.model import BUNDLED, RestoreModel, load_restore_model, save_restore_model
+from aerocolor.restore.nets import RestoreNet, damage_detector, inpainter
+from aerocolor.restore.restore import BORDER_LABEL, RestoreOptions, Restorer
+
+ONLY_SCRATCHES = Damage(dust=0, hairs=0, scratches=3, blotches=0, holes=0)
+
+
+@pytest.fixture(scope="module")
+def gray(shared_data) -> np.ndarray:
+    """A real 400x400 NEON orthophoto as gray in [0, 1]."""
+    rgb = read_image(list_images(shared_data / "color/val/neon")[0])
+    return gray_from_rgb(to_tensor(rgb))[0, 0].numpy()
+
+
+def test_damage_is_deterministic_and_its_mask_is_what_was_drawn(gray):
+    d1, l1 = draw_damage(gray, 5)
+    d2, l2 = draw_damage(gray, 5)
+    assert np.array_equal(d1, d2) and np.array_equal(l1, l2)
+    d3, _ = draw_damage(gray, 6)
+    assert not np.array_equal(d1, d3)
+    changed = d1 != gray
+    assert not (changed & (l1 == 0)).any(), "a pixel changed outside the mask"
+    assert changed[l1 > 0].mean() > 0.97, "the mask holds pixels that were not drawn"
+    seen = set()
+    for seed in range(6):
+        _, labels = draw_damage(gray, seed)
+        seen |= {DAMAGE_TYPES[i] for i, plane in enumerate(type_masks(labels)) if plane.any()}
+    assert seen == set(DAMAGE_TYPES)
+    _, only = draw_damage(gray, 5, ONLY_SCRATCHES)
+    assert set(np.unique(only)) == {0, LABEL["scratches"]}
+
+
+def scratch_f1(net: torch.nn.Module, gray: np.ndarray) -> float:
+    tp = fp = fn = 0
+    with torch.no_grad():
+        for seed in range(4):
+            damaged, labels = draw_damage(gray[:128, :128], [9, seed], ONLY_SCRATCHES)
+            pred = net(torch.from_numpy(damaged)[None, None]).argmax(1)[0].numpy() == LABEL["scratches"]
+            truth = labels == LABEL["scratches"]
+            tp, fp, fn = tp + (truth & pred).sum(), fp + (~truth & pred).sum(), fn + (truth & ~pred).sum()
+    return 2 * tp / max(1, 2 * tp + fp + fn)
+
+
+def test_tiny_detector_learns_to_find_drawn_scratches(gray):
+    torch.manual_seed(0)
+    net = RestoreNet(1, 1 + len(DAMAGE_TYPES), width=8)
+    before = scratch_f1(net.eval(), gray)
+    optim = torch.optim.Adam(net.parameters(), 3e-3)
+    rng = np.random.default_rng(0)
+    net.train()
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # tiny convolutions: more threads only wait for each other
+    for step in range(40):
+        crops = [draw_damage(gray[y:y + 64, x:x + 64], [1, step, i], ONLY_SCRATCHES)
+                 for i, (y, x) in enumerate(rng.integers(0, gray.shape[0] - 64, (4, 2)))]
+        x = torch.from_numpy(np.stack([c[0] for c in crops]))[:, None]
+        y = torch.from_numpy(np.stack([c[1] for c in crops])).long()
+        loss = F.cross_entropy(net(x), y, weight=torch.tensor([1.0, 6, 6, 6, 3, 1.5]))
+        optim.zero_grad()
+        loss.backward()
+        optim.step()
+    torch.set_num_threads(threads)
+    after = scratch_f1(net.eval(), gray)
+    assert after > before + 0.2 and after > 0.4, (before, after)
+
+
+@pytest.fixture(scope="module")
+def bundled() -> RestoreModel:
+    if not BUNDLED.is_file():
+        pytest.skip("no bundled restoration model (models/restore.pt)")
+    return load_restore_model()
+
+
+def test_bundled_model_is_small_and_finds_damage(bundled, gray):
+    assert BUNDLED.stat().st_size < 4e6
+    assert sum(p.numel() for p in bundled.detector.parameters()) < 500_000
+    restorer = Restorer(bundled, RestoreOptions(device="cpu", strength=0.5))
+    damaged, labels = draw_damage(gray, [3, 0])
+    found = restorer.detect(damaged) > 0
+    truth = labels > 0
+    assert (found & truth).sum() / truth.sum() > 0.5
+    restored, codes = restorer.restore(damaged)
+    assert np.abs(restored - gray)[truth].mean() < np.abs(damaged - gray)[truth].mean() / 2
+    assert not ((restored != damaged) & (codes == 0)).any(), "a pixel outside the mask changed"
+
+
+def test_clean_image_passes_nearly_unchanged(bundled, gray):
+    restored, codes = Restorer(bundled, RestoreOptions(device="cpu")).restore(gray)
+    assert np.abs(restored - gray).mean() * 255 < 0.5
+    assert np.array_equal(restored[codes == 0], gray[codes == 0])
+    none = Restorer(bundled, RestoreOptions(device="cpu", strength=0.0)).restore(gray)[0]
+    assert np.array_equal(none, gray)
+
+
+def write_tif(path: Path, bands: np.ndarray, **profile) -> Path:
+    with rasterio.open(path, "w", driver="GTiff", width=bands.shape[2], height=bands.shape[1],
+                       count=bands.shape[0], dtype=bands.dtype, crs="EPSG:32617",
+                       transform=Affine(0.5, 0, 404000, 0, -0.5, 3285000), **profile) as dst:
+        dst.write(bands)
+    return path
+
+
+def test_restore_cli_keeps_georeference_nodata_and_bit_depth(bundled, gray, tmp_path):
+    damaged, labels = draw_damage(gray, [3, 1])
+    data = (damaged * 65535).astype(np.uint16)
+    data[:40, :40] = 7  # a nodata corner
+    src = write_tif(tmp_path / "scan.tif", data[None], nodata=7)
+    out = tmp_path / "out"
+    with pytest.raises(SystemExit) as e:
+        main(["restore", str(src), "-o", str(out), "--tile", "256", "-q"])
+    assert e.value.code in (0, None)
+    with rasterio.open(src) as a, rasterio.open(out / "scan.tif") as b, rasterio.open(out / "scan_mask.tif") as m:
+        assert (b.dtypes, b.crs, b.transform, b.nodata, b.shape) == (a.dtypes, a.crs, a.transform, a.nodata, a.shape)
+        assert m.crs == a.crs and m.transform == a.transform
+        before, after, codes = a.read(1), b.read(1), m.read(1)
+    assert (after[:40, :40] == 7).all() and (codes[:40, :40] == 0).all()
+    assert np.array_equal(after[codes == 0], before[codes == 0]), "a pixel outside the mask changed"
+    assert (codes > 0).sum() > 0.5 * (labels[40:] > 0).sum()
+    err = lambda x: np.abs(x[40:].astype(np.float64) / 65535 - gray[40:])[labels[40:] > 0].mean()  # noqa: E731
+    assert err(after) < err(before) / 2
+
+
+def framed_scan(gray: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """A picture in a black film border with white fiducial crosses and a data strip of
+    instrument dials and digits on the left; and the truth of where the picture is."""
+    canvas = np.zeros((520, 560), np.float32)
+    canvas[60:460, 100:500] = gray
+    for y, x in ((20, 20), (20, 530), (495, 20), (495, 530), (20, 300), (495, 300)):
+        canvas[y - 8:y + 9, x - 1:x + 2] = 1.0
+        canvas[y - 1:y + 2, x - 8:x + 9] = 1.0
+    rng = np.random.default_rng(0)
+    for y in range(80, 440, 60):  # dials and digits of the data strip
+        canvas[y:y + 40, 30:70] = rng.uniform(0.3, 1.0, (40, 40)) > 0.5
+    truth = np.zeros(canvas.shape, bool)
+    truth[60:460, 100:500] = True
+    return canvas, truth
+
+
+def test_frame_border_fiducials_and_data_strip_become_nodata(gray, bundled, tmp_path):
+    canvas, truth = framed_scan(gray)
+    area = picture_area(canvas)
+    assert not area[~truth].any(), "border, fiducials or data strip kept"
+    assert area[truth].mean() > 0.98
+    assert picture_area(gray).all(), "a picture without a frame is kept whole"
+    src = write_tif(tmp_path / "frame.tif", (canvas * 255).astype(np.uint8)[None])
+    with pytest.raises(SystemExit):
+        main(["restore", str(src), "-o", str(tmp_path / "out"), "--mask-borders", "--repair", "dust", "-q"])
+    with rasterio.open(tmp_path / "out/frame.tif") as b, rasterio.open(tmp_path / "out/frame_mask.tif") as m:
+        valid, codes = b.dataset_mask() > 0, m.read(1)
+    assert not valid[~truth].any() and valid[truth].mean() > 0.98
+    assert (codes[~truth] == BORDER_LABEL).all()
+
+
+def test_detector_exports_to_onnx(tmp_path):
+    import onnxruntime as ort
+
+    from aerocolor.restore.model import export_detector_onnx
+
+    net = damage_detector(width=8).eval()
+    path = export_detector_onnx(net, tmp_path / "detector.onnx")
+    x = torch.rand(1, 1, 72, 96)
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    got = session.run(None, {"gray": x.numpy()})[0]
+    with torch.no_grad():
+        assert np.allclose(got, net(x).numpy(), atol=1e-4)
+
+
+def test_model_file_round_trip(tmp_path):
+    model = RestoreModel(detector=damage_detector(8).eval(), inpainter=inpainter(8).eval(), notes={"a": 1})
+    loaded = load_restore_model(save_restore_model(tmp_path / "r.pt", model))
+    x = torch.rand(1, 1, 32, 32)
+    with torch.no_grad():
+        assert torch.allclose(loaded.detector(x), model.detector.half().float()(x), atol=1e-3)
+    assert loaded.notes == {"a": 1}
+
+
+def test_colorize_with_restore_writes_colour_and_mask(bundled, gray, tmp_path):
+    damaged, _ = draw_damage(gray[:128, :128], [3, 2])
+    src = write_tif(tmp_path / "small.tif", (damaged * 255).astype(np.uint8)[None])
+    with pytest.raises(SystemExit) as e:
+        main(["colorize", str(src), "-o", str(tmp_path / "out"), "--restore", "--tile", "128", "--overlap", "16"])
+    assert e.value.code in (0, None)
+    with rasterio.open(tmp_path / "out/small_color.tif") as c:
+        assert c.count == 3 and c.crs is not None
+    assert (tmp_path / "out/small_mask.tif").is_file()
+    assert not [p for p in (tmp_path / "out").iterdir() if p.name.startswith(".")], "temporary files left"
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--strength", "2"], "--strength 2.0: give a value from 0"),
+    (["--repair", "rust"], "--repair 'rust': choose from dust"),
+    (["--fill", "magic"], "--fill 'magic': choose auto"),
+    (["--restore-model", "{default}"], "not an aerocolor restoration model"),
+    (["--restore-model", "{missing}"], "no such restoration model"),
+])
+def test_bad_options_give_one_line(args, message, tmp_path, capsys, gray):
+    from aerocolor.infer import default_model_path
+
+    src = write_tif(tmp_path / "a.tif", (gray * 255).astype(np.uint8)[None])
+    args = [a.format(default=default_model_path(), missing=tmp_path / "nope.pt") for a in args]
+    with pytest.raises(SystemExit) as e:
+        main(["restore", str(src), "-o", str(tmp_path / "out"), *args])
+    err = capsys.readouterr().err.strip()
+    assert e.value.code == 2 and message in err and len(err.splitlines()) == 1, err
+    assert not (tmp_path / "out/a.tif").exists()
+
+
+def test_bad_input_files_give_one_line(bundled, tmp_path, capsys):
+    (tmp_path / "notes.tif").write_text("not an image")
+    for bad, message in ((tmp_path / "missing.tif", "missing.tif"), (tmp_path / "notes.tif", "notes.tif")):
+        with pytest.raises(SystemExit) as e:
+            main(["restore", str(bad), "-o", str(tmp_path / "out")])
+        err = capsys.readouterr().err.strip()
+        assert e.value.code == 2 and message in err and len(err.splitlines()) == 1, err
+
+
+def test_web_job_restores_damage_when_asked(web_server, gray, bundled):
+    import io
+
+    import httpx
+    from PIL import Image
+
+    from aerocolor.imageio import to_uint8
+
+    damaged, labels = draw_damage(gray[:160, :160], [3, 4])
+    buf = io.BytesIO()
+    Image.fromarray(to_uint8(damaged)).save(buf, format="PNG")
+    shown = {}
+    for restore in (False, True):
+        response = httpx.post(f"{web_server}/api/jobs", files={"image": ("scan.png", buf.getvalue())},
+                              data={"model": "tiny.pt", "restore": str(restore).lower()}, timeout=60)
+        assert response.status_code == 202, response.text
+        for _ in range(600):
+            job = httpx.get(f"{web_server}/api/jobs/{response.json()['id']}").json()
+            if job["state"] in ("done", "failed"):
+                break
+            time.sleep(0.1)
+        assert job["state"] == "done", job
+        shown[restore] = np.asarray(Image.open(io.BytesIO(httpx.get(web_server + job["gray"]).content)))
+    assert np.array_equal(shown[False], to_uint8(damaged))
+    changed = shown[True] != shown[False]
+    near_damage = binary_dilation(labels > 0, iterations=2)
+    assert changed.any() and (changed & ~near_damage).mean() < 0.01
+
+
+def test_strips_and_tiles_agree_with_one_pass(bundled, gray, tmp_path):
+    from aerocolor.restore.restore import restore_file
+
+    damaged, _ = draw_damage(gray, [3, 5])
+    src = write_tif(tmp_path / "scan.tif", (damaged * 255).astype(np.uint8)[None])
+    outputs = {}
+    for name, opts in (("one", RestoreOptions(device="cpu", strength=0.8)),
+                       ("strips", RestoreOptions(device="cpu", strength=0.8, tile=128, halo=32, strip=96))):
+        restore_file(Restorer(bundled, opts), src, tmp_path / name, progress=False)
+        with rasterio.open(tmp_path / name / "scan.tif") as r, rasterio.open(tmp_path / name / "scan_mask.tif") as m:
+            outputs[name] = r.read(1).astype(int), m.read(1)
+    (one, one_codes), (strips, strip_codes) = outputs["one"], outputs["strips"]
+    assert (one_codes > 0).sum() > 500
+    assert ((one_codes > 0) == (strip_codes > 0)).mean() > 0.995
+    assert np.abs(one - strips).mean() < 0.5
+
+
+def test_source_mask_band_is_kept(bundled, gray, tmp_path):
+    data = (gray * 255).astype(np.uint8)
+    valid = np.ones(data.shape, bool)
+    valid[:, :50] = False
+    with rasterio.Env(GDAL_TIFF_INTERNAL_MASK=True):
+        src = write_tif(tmp_path / "masked.tif", data[None])
+        with rasterio.open(src, "r+") as ds:
+            ds.write_mask(valid.astype(np.uint8) * 255)
+    with pytest.raises(SystemExit):
+        main(["restore", str(src), "-o", str(tmp_path / "out"), "-q"])
+    with rasterio.open(tmp_path / "out/masked.tif") as out, rasterio.open(tmp_path / "out/masked_mask.tif") as m:
+        assert np.array_equal(out.dataset_mask() > 0, valid)
+        assert (m.read(1)[~valid] == 0).all()
