@@ -1,30 +1,38 @@
-"""Raster colorization speed (megapixels/s, torch and onnx backends) and peak memory on a curve of
-sizes, for synthetic GeoTIFFs tiled from real aerial photos (../shared/data/color/val/maps).
+"""Raster colorization speed: an older source tree against this one, side by side, interleaved.
 
-Each size runs in a fresh process so that its peak resident memory is its own.
+Each run colorizes a synthetic GeoTIFF tiled from real aerial photos (../shared/data/color/val/
+maps) with the bundled model, in a fresh process whose PYTHONPATH is the tree under test, with
+that tree's default tiling. The table gives output megapixels per second, the network work per
+output megapixel (GFLOP, from the pixels each tree actually sends through the generator and its
+statistics pass), the achieved GFLOP/s, and that as a share of a ceiling this script measures
+itself: one 128->128 3x3 convolution of the model's dominant shape, the best of torch NCHW,
+torch channels_last and onnxruntime. Old and new runs alternate, and each row records the load
+average, since the machine may be shared. Outputs are compared (max difference in 8-bit levels,
+mean CIEDE2000) against the old tree's torch output.
 
-    python benchmarks/colorize_speed.py                   # sizes 2048 4096 8192 16384
-    python benchmarks/colorize_speed.py --sizes 2048 --model runs/x/best.pt
+    git worktree add /tmp/base d27a4b4
+    python benchmarks/colorize_speed.py --base /tmp/base/src --sizes 2048
+    python benchmarks/colorize_speed.py --sweep 512 768 1024 1448   # generator MP/s by tile side
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import subprocess
 import sys
 import tempfile
 import time
+from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared" / "data" / "color" / "val" / "maps"
-# a cheap generator: the memory curve is about streaming, not about the network
-CHEAP = ["model.color_mode=lab", "model.nets.netG=resnet_2blocks", "model.nets.ngf=8",
-         "model.nets.norm=batch"]
+NEW_SRC = ROOT / "src"
 
 
 def build_raster(path: Path, size: int) -> None:
@@ -48,70 +56,229 @@ def build_raster(path: Path, size: int) -> None:
             dst.write((strip * 255).astype(np.uint8)[None], window=((top, top + rows), (0, size)))
 
 
-def model_checkpoint(tmp: Path) -> Path:
-    from aerocolor.checkpoint import save_checkpoint
-    from aerocolor.config import load_config
-    from aerocolor.methods import get_method
+class CountingGenerator:
+    """Wraps a colorizer's generator and counts the pixels of every call and statistics pass."""
 
-    cfg = load_config(None, CHEAP)
-    method = get_method(cfg.model.method)(cfg.model, training=False)
-    return save_checkpoint(tmp / "cheap.pt", {"config": cfg.model_dump(mode="json"),
-                                              "nets": method.nets_state(method.inference_nets)})
+    def __init__(self, inner):
+        self.inner, self.pixels, self.stats_pixels = inner, 0, 0
+
+    def __getattr__(self, name):
+        return getattr(self.inner, name)
+
+    def __call__(self, gray, z, stats=None):
+        self.pixels += gray.shape[0] * gray.shape[-2] * gray.shape[-1]
+        return self.inner(gray, z, stats)
+
+    def pooled_norm_stats(self, gray, z):
+        self.stats_pixels += gray.shape[0] * gray.shape[-2] * gray.shape[-1]
+        return self.inner.pooled_norm_stats(gray, z)
 
 
-def run_one(model: str, raster: str, backend: str, tile: int, overlap: int, batch: int) -> dict:
-    """Colorize one raster in this process; report time and peak resident memory."""
+def flop_per_pixel(method, stats_pass: bool) -> float:
+    """Convolution and matmul FLOP per input pixel of one generator pass (or of its statistics
+    pass, which stops after the last whole-input layer), counted by torch on a 256 px input."""
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from aerocolor.color import net_input
+    from aerocolor.nets.layers import StatsComplete, StatsScope, stats_scope
+
+    gray = torch.rand(1, 1, 256, 256)
+    with torch.no_grad(), FlopCounterMode(display=False) as counter:
+        if stats_pass:
+            with stats_scope(StatsScope(pool=True, stop_after=norm_layer_calls(method))):
+                try:
+                    method.generate(net_input(gray, method.mode))
+                except StatsComplete:
+                    pass
+        else:
+            method.generate(net_input(gray, method.mode))
+    return counter.get_total_flops() / gray.numel()
+
+
+def norm_layer_calls(method) -> int:
+    import torch
+
+    from aerocolor.color import net_input
+    from aerocolor.nets.layers import StatsScope, stats_scope
+
+    with torch.no_grad(), stats_scope(StatsScope(pool=True)) as scope:
+        method.generate(net_input(torch.zeros(1, 1, 64, 64), method.mode))
+    return scope.calls
+
+
+def run_one(model: str, raster: str, backend: str, out: str) -> dict:
+    """Colorize one raster in this process (whichever aerocolor PYTHONPATH gives) with its default
+    tiling; report time, the pixels sent through the network and peak resident memory."""
     import torch
 
     from aerocolor.infer import load_colorizer
     from aerocolor.infer.raster import RasterOptions, colorize_raster
+    from aerocolor.infer.torch_backend import load_method
 
-    torch.set_num_threads(max(1, torch.get_num_threads()))
     colorizer = load_colorizer(model, "cpu", backend)
-    out = Path(raster).with_name(f"out_{backend}.tif")
+    chosen = getattr(colorizer, "backend", "") or backend
+    counting = CountingGenerator(colorizer.generator)
+    colorizer.generator = counting
+    opts = RasterOptions()
     start = time.perf_counter()
-    colorize_raster(colorizer, Path(raster), out,
-                    RasterOptions(tile=tile, overlap=overlap, batch_size=batch), progress=False)
+    colorize_raster(colorizer, Path(raster), Path(out), opts, progress=False)
     seconds = time.perf_counter() - start
-    out.unlink()
-    return {"seconds": seconds, "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+    method, _ = load_method(Path(model))
+    full = flop_per_pixel(method, stats_pass=False)
+    # the old ONNX graph could not stop early: its statistics pass ran the whole network
+    stats = full if chosen.startswith("onnx") and not getattr(counting.inner, "stats_session", None) \
+        else flop_per_pixel(method, stats_pass=True)
+    return {"seconds": seconds, "flop": counting.pixels * full + counting.stats_pixels * stats,
+            "tile": opts.tile, "batch": opts.batch_size, "backend": chosen,
+            "threads": torch.get_num_threads(),
+            "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+
+
+def conv_ceiling(side: int, repeats: int = 5) -> dict[str, float]:
+    """GFLOP/s of one 128->128 3x3 convolution on a (1, 128, side, side) input: torch NCHW,
+    torch channels_last and onnxruntime, best of ``repeats`` each."""
+    import onnxruntime as ort
+    import torch
+
+    from aerocolor.infer.onnx import session_options
+
+    conv = torch.nn.Conv2d(128, 128, 3, padding=1, bias=False).eval()
+    x = torch.rand(1, 128, side, side)
+    flop = 2 * 9 * 128 * 128 * side * side
+    path = Path(tempfile.mkdtemp()) / "conv.onnx"
+    torch.onnx.export(conv, (x,), str(path), input_names=["x"], output_names=["y"], dynamo=False)
+    session = ort.InferenceSession(str(path), session_options(), providers=["CPUExecutionProvider"])
+    runs = {
+        "torch NCHW": lambda: conv(x),
+        "torch channels_last": lambda: cl_conv(cl_x),
+        "onnxruntime": lambda: session.run(None, {"x": x.numpy()}),
+    }
+    cl_conv = torch.nn.Conv2d(128, 128, 3, padding=1, bias=False).eval().to(memory_format=torch.channels_last)
+    cl_x = x.contiguous(memory_format=torch.channels_last)
+    best = dict.fromkeys(runs, float("inf"))
+    with torch.no_grad():
+        for _ in range(repeats):
+            for name, run in runs.items():
+                start = time.perf_counter()
+                run()
+                best[name] = min(best[name], time.perf_counter() - start)
+    return {name: flop / t / 1e9 for name, t in best.items()}
+
+
+def tile_sweep(model: str, sides: list[int], repeats: int = 2) -> None:
+    """Generator megapixels per second by tile side, for both backends of this tree."""
+    import torch
+
+    from aerocolor.infer import load_colorizer
+
+    colorizers = {b: load_colorizer(model, "cpu", b) for b in ("torch", "onnx")}
+    print("| tile side | " + " | ".join(f"{b} MP/s" for b in colorizers) + " |")
+    print("|---|" + "---|" * len(colorizers))
+    for side in sides:
+        gray = torch.rand(1, 1, side, side)
+        best = dict.fromkeys(colorizers, float("inf"))
+        for c in colorizers.values():
+            c.raw_output(gray)
+        for _ in range(repeats):
+            for name, c in colorizers.items():
+                start = time.perf_counter()
+                c.raw_output(gray)
+                best[name] = min(best[name], time.perf_counter() - start)
+        print(f"| {side} | " + " | ".join(f"{side * side / 1e6 / best[b]:.3f}" for b in colorizers)
+              + " |", flush=True)
+
+
+def compare_outputs(reference: Path, other: Path) -> tuple[int, float]:
+    """(max difference in 8-bit levels, mean CIEDE2000) between two colour GeoTIFFs."""
+    import rasterio
+
+    from aerocolor.metrics import mean_ciede2000
+
+    with rasterio.open(reference) as a, rasterio.open(other) as b:
+        x, y = a.read(), b.read()
+    diff = int(np.abs(x.astype(np.int16) - y.astype(np.int16)).max())
+    de = mean_ciede2000(np.moveaxis(y, 0, -1) / 255.0, np.moveaxis(x, 0, -1) / 255.0)
+    return diff, de
+
+
+def load() -> str:
+    return " ".join(f"{v:.1f}" for v in os.getloadavg())
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--sizes", type=int, nargs="+", default=[2048, 4096, 8192, 16384])
-    ap.add_argument("--backends", nargs="+", default=["torch", "onnx"])
-    ap.add_argument("--model", help="checkpoint (default: a cheap untrained lab ResNet, ngf 8)")
-    ap.add_argument("--tile", type=int, default=512)
-    ap.add_argument("--overlap", type=int, default=64)
-    ap.add_argument("--batch-size", type=int, default=4)
-    ap.add_argument("--one", nargs=2, metavar=("RASTER", "BACKEND"), help=argparse.SUPPRESS)
+    ap.add_argument("--base", type=Path, help="src folder of the older tree to compare with")
+    ap.add_argument("--sizes", type=int, nargs="+", default=[2048])
+    ap.add_argument("--repeats", type=int, default=2)
+    ap.add_argument("--backends", nargs="+", default=["torch", "onnx", "auto"],
+                    help="backends of this tree (the older one runs torch and onnx)")
+    ap.add_argument("--model", help="checkpoint (default: the bundled model)")
+    ap.add_argument("--sweep", type=int, nargs="+", help="only print generator MP/s by tile side")
+    ap.add_argument("--one", nargs=3, metavar=("RASTER", "BACKEND", "OUT"), help=argparse.SUPPRESS)
     args = ap.parse_args()
+    clean_env = dict(os.environ)  # before aerocolor sets its process defaults: each tree sets its own
+    from aerocolor.infer import default_model_path
+
+    model = args.model or str(default_model_path())
     if args.one:
-        print(json.dumps(run_one(args.model, args.one[0], args.one[1], args.tile, args.overlap,
-                                 args.batch_size)))
+        print(json.dumps(run_one(model, *args.one)))
+        return
+    if args.sweep:
+        tile_sweep(model, args.sweep)
         return
     if not SHARED.is_dir():
         sys.exit(f"real imagery not found at {SHARED}")
+    import torch
+
+    trees = [("new", NEW_SRC, b, {}) for b in args.backends]
+    if args.base:
+        base = args.base.resolve()
+        # the old tree as it is, and its torch backend with the new threading default, to tell
+        # the gain of waiting passively on a busy machine from that of doing less, faster
+        trees = [("old", base, "torch", {}), ("old", base, "onnx", {}),
+                 ("old+PASSIVE", base, "torch", {"OMP_WAIT_POLICY": "PASSIVE"})] + trees
+    cache = tempfile.mkdtemp()  # --backend auto measures once, into a fresh cache, before the runs
+    if "auto" in args.backends:
+        probe = (f"from aerocolor.infer import load_colorizer; "
+                 f"print(load_colorizer({model!r}, 'cpu', 'auto').backend)")
+        chosen = subprocess.run([sys.executable, "-c", probe], check=True, capture_output=True, text=True,
+                                env={**clean_env, "PYTHONPATH": str(NEW_SRC), "XDG_CACHE_HOME": cache})
+        print(f"--backend auto chose: {chosen.stdout.strip()}")
+    print(f"{datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC; {os.cpu_count()}-core "
+          f"{os.uname().machine} CPU, {torch.get_num_threads()} torch threads; model {model}")
     with tempfile.TemporaryDirectory() as d:
         tmp = Path(d)
-        model = args.model or str(model_checkpoint(tmp))
-        print(f"model: {args.model or 'cheap lab ResNet (2 blocks, ngf 8)'}; tile {args.tile}, "
-              f"overlap {args.overlap}, batch {args.batch_size}, CPU")
-        print("| size | megapixels | backend | seconds | MP/s | peak memory (MB) |")
-        print("|---|---|---|---|---|---|")
         for size in args.sizes:
             raster = tmp / f"mosaic_{size}.tif"
             build_raster(raster, size)
-            for backend in args.backends:
-                cmd = [sys.executable, __file__, "--model", model, "--tile", str(args.tile),
-                       "--overlap", str(args.overlap), "--batch-size", str(args.batch_size),
-                       "--one", str(raster), backend]
-                r = json.loads(subprocess.run(cmd, check=True, capture_output=True,
-                                              text=True).stdout.strip().splitlines()[-1])
-                mp = size * size / 1e6
-                print(f"| {size} | {mp:.1f} | {backend} | {r['seconds']:.1f} | "
-                      f"{mp / r['seconds']:.2f} | {r['peak_mb']:.0f} |", flush=True)
+            ceiling = conv_ceiling(size // 4 if size <= 2048 else 256)
+            peak = max(ceiling.values())
+            print(f"\nconv ceiling (128->128 3x3, {size // 4 if size <= 2048 else 256} px): "
+                  + ", ".join(f"{k} {v:.0f}" for k, v in ceiling.items()) + " GFLOP/s")
+            print("| size | tree | backend | tile/batch | seconds | MP/s | GFLOP/MP | GFLOP/s | "
+                  "% of conv ceiling | peak MB | max diff (8-bit) | mean dE00 | load (1/5/15 min) |")
+            print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+            reference = None
+            for rep in range(args.repeats):
+                for k, (tree, src, backend, extra) in enumerate(trees):
+                    out = tmp / f"{k}_{backend}_{rep}.tif"
+                    env = {**clean_env, **extra, "PYTHONPATH": str(src), "XDG_CACHE_HOME": cache}
+                    cmd = [sys.executable, __file__, "--model", model, "--one", str(raster), backend, str(out)]
+                    before = load()
+                    r = json.loads(subprocess.run(cmd, check=True, capture_output=True, text=True,
+                                                  env=env).stdout.strip().splitlines()[-1])
+                    reference = reference or out
+                    diff, de = compare_outputs(reference, out)
+                    if out != reference:
+                        out.unlink()
+                    mp = size * size / 1e6
+                    gflops = r["flop"] / 1e9 / r["seconds"]
+                    label = f"auto: {r['backend'].split(' ')[0]}" if backend == "auto" else backend
+                    print(f"| {size} | {tree} | {label} | {r['tile']}/{r['batch']} | "
+                          f"{r['seconds']:.1f} | {mp / r['seconds']:.3f} | {r['flop'] / 1e9 / mp:.0f} | "
+                          f"{gflops:.0f} | {100 * gflops / peak:.0f} | {r['peak_mb']:.0f} | {diff} | "
+                          f"{de:.3f} | {before} |", flush=True)
             raster.unlink()
 
 

@@ -196,7 +196,7 @@ def test_torch_statistics_pass_stops_at_the_last_norm(name, sets, real_gray):
     tiles = torch.from_numpy(np.stack([real_gray[:128, :128], real_gray[200:328, 64:192]]))[:, None].float()
     z = torch.zeros(2, gen.z_dim) if gen.multimodal else None
     assert gen.norm_calls(z) > 0  # counted once, on a small input
-    convs = [m for m in method.modules() if isinstance(m, torch.nn.Conv2d | torch.nn.ConvTranspose2d)]
+    convs = [m for m in gen.method.modules() if isinstance(m, torch.nn.Conv2d | torch.nn.ConvTranspose2d)]
     ran: list[int] = []
     handles = [m.register_forward_hook(lambda *_: ran.append(1)) for m in convs]
     with torch.no_grad():

@@ -157,7 +157,8 @@ def test_widened_model_starts_as_the_plain_model(tiny_checkpoint):
     reference = Reference(SCALE, coarse=torch.rand(3, 12, 10))
     before = torch_colorizer(plain, cfg).colorize(gray, tile=64, overlap=16)
     colorizer = torch_colorizer(method, cfg_ref)
-    assert np.array_equal(colorizer.colorize(gray, tile=64, overlap=16), before)
+    # to rounding: folded, channels_last convolutions with more input planes use other kernels
+    assert np.abs(colorizer.colorize(gray, tile=64, overlap=16) - before).max() < 1e-6
     assert np.abs(colorizer.colorize(gray, tile=64, overlap=16, reference=reference) - before).max() < 1e-6
 
 

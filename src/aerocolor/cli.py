@@ -90,12 +90,12 @@ def colorize(
     out: Annotated[Path, typer.Option("--out", "-o", help="Output folder.")] = Path("colorized"),
     model: Annotated[Path | None, typer.Option("--model", "-m", help="Checkpoint (default: the bundled model).")] = None,
     compare: Annotated[bool, typer.Option(help="Also write NAME_compare.png: gray | colour (| original) side by side; for rasters a preview of at most 2048 px a side.")] = False,
-    tile: Annotated[int, typer.Option(help="Tile size for large images.")] = 512,
-    overlap: Annotated[int, typer.Option(help="Overlap between tiles, blended smoothly.")] = 64,
+    tile: Annotated[int, typer.Option(help="Largest tile side: an image of at most tile x tile pixels is one tile; larger ones are cut into the fewest equal tiles of at most this side.")] = 1024,
+    overlap: Annotated[int, typer.Option(help="Least overlap between tiles, blended smoothly.")] = 64,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda ...")] = "auto",
     skip_existing: Annotated[bool, typer.Option(help="Skip images whose output exists.")] = False,
-    batch_size: Annotated[int, typer.Option(help="Tiles per forward pass.")] = 4,
-    backend: Annotated[str, typer.Option(help="torch, onnx (onnxruntime) or auto (by model file).")] = "auto",
+    batch_size: Annotated[int, typer.Option(help="Tiles per forward pass.")] = 1,
+    backend: Annotated[str, typer.Option(help="torch, onnx (onnxruntime) or auto: an .onnx file runs with onnx; a checkpoint on the CPU with whichever was measured faster for it on this machine (measured once, remembered in ~/.cache/aerocolor/backends.json).")] = "auto",
     cog: Annotated[bool, typer.Option(help="Rasters: write a Cloud Optimized GeoTIFF with overviews.")] = False,
     band: Annotated[int | None, typer.Option(help="Rasters: band to colorize (default: luminance of bands 1-3, or band 1).")] = None,
     stretch: Annotated[str, typer.Option(help="Rasters: auto (percentile stretch beyond 8 bits), percentile or none.")] = "auto",
@@ -205,6 +205,8 @@ def colorize(
         typer.echo(f"{len(failed)} of {len(files)} inputs failed (the others are done): {', '.join(failed)}",
                    err=True)
         raise typer.Exit(1)
+    if backend == "auto":
+        typer.echo(f"backend: {colorizer.backend}", err=True)
 
 
 @app.command()
@@ -238,7 +240,7 @@ def export(
     slim: Annotated[Path | None, typer.Option("--slim", help="Write an inference-only checkpoint here.")] = None,
     half: Annotated[bool, typer.Option(help="Store the slim checkpoint's weights as float16.")] = False,
     onnx: Annotated[Path | None, typer.Option("--onnx", help="Write the generator as ONNX here (dynamic height/width).")] = None,
-    tile: Annotated[int, typer.Option(help="Tile size recorded in the ONNX metadata.")] = 512,
+    tile: Annotated[int, typer.Option(help="Tile size recorded in the ONNX metadata.")] = 1024,
     overlap: Annotated[int, typer.Option(help="Tile overlap recorded in the ONNX metadata.")] = 64,
 ) -> None:
     """Export a checkpoint for inference: a slim checkpoint and/or an ONNX model."""

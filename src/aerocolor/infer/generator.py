@@ -15,9 +15,9 @@ import torch
 
 from ..errors import CheckpointError
 
-DEFAULT_TILE = 512
+DEFAULT_TILE = 1024
 DEFAULT_OVERLAP = 64
-DEFAULT_BATCH = 4
+DEFAULT_BATCH = 1
 
 # Whole-input statistics as a backend keeps them (opaque to the colorizer); None: each input's own
 NormStats = Any

@@ -2,17 +2,31 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
+import logging
+import os
+import platform
+import time
 from importlib import resources
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from ..config import Config
 from ..errors import CheckpointError
+from ..imageio import atomic_write
 from ..methods import Method
 from .colorizer import Colorizer
 from .generator import pick_device
 from .torch_backend import TorchGenerator, load_method
+
+log = logging.getLogger("aerocolor")
+
+BACKENDS = ("torch", "onnx")  # in order of preference when measured equally fast
+PROBE_SIDE = 512  # side of the gray tile the backends are timed on
+PROBE_RUNS = 3  # timed runs per backend, interleaved; the best of each counts
 
 
 def default_model_path() -> Path:
@@ -29,7 +43,9 @@ def torch_colorizer(method: Method, config: Config, device: str | torch.device =
                     source: str = "") -> Colorizer:
     """A colorizer running a method's generator with torch."""
     dev = device if isinstance(device, torch.device) else pick_device(device)
-    return Colorizer(TorchGenerator(method, dev), config, dev, source)
+    colorizer = Colorizer(TorchGenerator(method, dev), config, dev, source)
+    colorizer.backend = "torch"
+    return colorizer
 
 
 def onnx_colorizer(path: Path, device: str = "auto") -> Colorizer:
@@ -42,23 +58,113 @@ def onnx_colorizer(path: Path, device: str = "auto") -> Colorizer:
     else:
         method, config = load_method(path)
         gen = OnnxGenerator(export_onnx(method, config), dev, str(path))
-    return Colorizer(gen, gen.config, dev, str(path))
+    colorizer = Colorizer(gen, gen.config, dev, str(path))
+    colorizer.backend = "onnx"
+    return colorizer
 
 
 def load_colorizer(path: str | Path | None = None, device: str = "auto",
-                   backend: str = "auto") -> Colorizer:
+                   backend: str | None = None) -> Colorizer:
     """Load a checkpoint (``.pt``) or an exported ONNX model (``.onnx``); ``backend`` is
-    ``torch``, ``onnx`` (a checkpoint is exported on the fly) or ``auto`` (by file type).
-    Without a path, the bundled model."""
+    ``torch``, ``onnx`` (a checkpoint is exported on the fly), ``auto`` (on the CPU, the one
+    measured faster for this model on this machine, see :func:`choose_backend`) or None (by file
+    type). Without a path, the bundled model. ``Colorizer.backend`` records the choice."""
     path = Path(path) if path is not None else default_model_path()
     if not path.is_file() and path == default_model_path():
         raise CheckpointError(
             "no bundled model in this install; give a checkpoint "
             "(aerocolor colorize -m CKPT ...)")
-    if backend not in ("auto", "torch", "onnx"):
+    if backend not in (None, "auto", *BACKENDS):
         raise CheckpointError(f"unknown backend {backend!r}: choose torch, onnx or auto")
-    if path.suffix.lower() == ".onnx" or backend == "onnx":
-        if path.suffix.lower() == ".onnx" and backend == "torch":
-            raise CheckpointError(f"{path}: an ONNX model runs with --backend onnx, not torch")
+    is_onnx = path.suffix.lower() == ".onnx"
+    if is_onnx and backend == "torch":
+        raise CheckpointError(f"{path}: an ONNX model runs with --backend onnx, not torch")
+    if is_onnx or backend == "onnx":
         return onnx_colorizer(path, device)
-    return torch_colorizer(*load_method(path), device, str(path))
+    colorizer = torch_colorizer(*load_method(path), device, str(path))
+    # multimodal models stay on torch: their style encoder (--style, --samples) is not exported
+    if backend == "auto" and colorizer.device.type == "cpu" and not colorizer.multimodal:
+        return fastest_colorizer(path, colorizer)
+    return colorizer
+
+
+def choose_backend(speeds: dict[str, float]) -> str:
+    """The backend with the most megapixels per second; on equal speeds the first of
+    :data:`BACKENDS`. A function of the measurements alone."""
+    return max((b for b in BACKENDS if b in speeds), key=speeds.__getitem__)
+
+
+def measure_backends(colorizers: dict[str, Colorizer], side: int = PROBE_SIDE,
+                     runs: int = PROBE_RUNS) -> dict[str, float]:
+    """Megapixels per second of each colorizer's generator on one gray tile (a fixed smooth
+    gradient), timed in turns so that a change in the machine's load hits all alike; the best
+    run of each counts."""
+    ramp = np.linspace(0.0, 1.0, side, dtype=np.float32)
+    gray = torch.from_numpy(np.outer(ramp, ramp[::-1]))[None, None]
+    best = dict.fromkeys(colorizers, float("inf"))
+    for c in colorizers.values():
+        c.raw_output(gray.to(c.device))  # warm-up: first calls plan kernels and allocate
+    for _ in range(runs):
+        for name, c in colorizers.items():
+            start = time.perf_counter()
+            c.raw_output(gray.to(c.device))
+            best[name] = min(best[name], time.perf_counter() - start)
+    return {name: side * side / 1e6 / t for name, t in best.items()}
+
+
+def backend_cache_path() -> Path:
+    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "aerocolor" / "backends.json"
+
+
+def machine_key(path: Path) -> str:
+    """What a measurement depends on: the model's bytes, the runtimes, the CPU and threads."""
+    import onnxruntime
+
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()[:16]
+    return (f"{digest} torch {torch.__version__} onnxruntime {onnxruntime.__version__} "
+            f"{platform.machine()} {platform.processor() or cpu_name()} threads {torch.get_num_threads()}")
+
+
+def cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return "cpu"
+
+
+def fastest_colorizer(path: Path, torch_one: Colorizer) -> Colorizer:
+    """The torch colorizer or the ONNX one of the same checkpoint, whichever was measured faster
+    here: measured once per model, runtime versions, CPU and thread count, and remembered in the
+    user's cache folder (``backends.json``), so a choice does not flip with the load of the
+    moment. Logs the choice and its measurements."""
+    try:
+        import onnxruntime  # noqa: F401
+    except ImportError:
+        torch_one.backend = "torch (auto: onnxruntime not installed)"
+        return torch_one
+    cache = backend_cache_path()
+    key = machine_key(path)
+    try:
+        known = json.loads(cache.read_text())
+    except (OSError, ValueError):
+        known = {}
+    onnx_one = None
+    speeds = known.get(key)
+    if not isinstance(speeds, dict) or set(speeds) != set(BACKENDS):
+        onnx_one = onnx_colorizer(path, "cpu")
+        speeds = measure_backends({"torch": torch_one, "onnx": onnx_one})
+        known[key] = speeds
+        try:
+            atomic_write(cache, lambda tmp: Path(tmp).write_text(json.dumps(known, indent=1)))
+        except OSError as e:
+            log.warning("could not remember the backend measurements in %s (%s)", cache, e)
+    chosen = choose_backend(speeds)
+    note = (f"{chosen} (auto: " + ", ".join(f"{b} {speeds[b]:.3f} MP/s" for b in BACKENDS)
+            + f" on a {PROBE_SIDE} px tile)")
+    log.info("backend %s", note)
+    colorizer = torch_one if chosen == "torch" else onnx_one or onnx_colorizer(path, "cpu")
+    colorizer.backend = note
+    return colorizer

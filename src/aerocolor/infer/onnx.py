@@ -26,6 +26,7 @@ import copy
 import io
 import json
 import logging
+import os
 import warnings
 from pathlib import Path
 
@@ -235,6 +236,20 @@ def export_onnx(method: Method, config: Config, out: str | Path | None = None,
     return data
 
 
+def session_options():
+    """onnxruntime options: every graph optimisation, torch's thread count, and no spinning
+    threads where OpenMP is asked to wait passively (a shared machine, see aerocolor.runtime)."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.log_severity_level = 3  # errors only: defaulted inputs would warn on every load
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.intra_op_num_threads = torch.get_num_threads()
+    if os.environ.get("OMP_WAIT_POLICY", "").upper() == "PASSIVE":
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    return options
+
+
 class OnnxGenerator:
     """An exported generator run by onnxruntime: gray (N,1,H,W) in [0, 1] -> raw output."""
 
@@ -247,8 +262,7 @@ class OnnxGenerator:
                 raise CheckpointError("onnxruntime here has no CUDA support; use --device cpu "
                                       "or install onnxruntime-gpu")
             providers.insert(0, "CUDAExecutionProvider")
-        options = ort.SessionOptions()
-        options.log_severity_level = 3  # errors only: defaulted inputs would warn on every load
+        options = session_options()
         try:
             self.session = ort.InferenceSession(model, options, providers=providers)
         except Exception as e:  # onnxruntime raises its own kinds for a bad file
@@ -270,6 +284,22 @@ class OnnxGenerator:
         if self.instance_norm and "norm_stats" not in inputs:
             raise CheckpointError(f"{source}: exported by an older aerocolor without instance-norm statistics "
                                   "inputs; export it again with 'aerocolor export CKPT --onnx OUT'")
+        self.stats_session = self.stats_only(model, options, providers) if self.instance_norm else None
+        self.norm_stats_size = int(meta.get("norm_stats_size", 0))
+
+    @staticmethod
+    def stats_only(model: bytes | str, options, providers: list[str]):
+        """A session of the graph cut after its last whole-input layer: onnxruntime runs every
+        node of a graph whatever outputs are asked for, so a statistics pass of the full graph
+        would also run the half of the network after the scene context."""
+        import onnx
+        import onnxruntime as ort
+        from onnx.utils import Extractor
+
+        proto = onnx.load_from_string(model) if isinstance(model, bytes) else onnx.load(model)
+        inputs = [i.name for i in proto.graph.input]
+        cut = Extractor(proto).extract_model(inputs, ["pooled_norm_stats"])
+        return ort.InferenceSession(cut.SerializeToString(), options, providers=providers)
 
     def _feeds(self, gray: torch.Tensor, z: torch.Tensor | None, weights: tuple[float, float, float] | None,
                stats: np.ndarray | None = None, ref: torch.Tensor | None = None) -> dict[str, np.ndarray]:
@@ -295,4 +325,7 @@ class OnnxGenerator:
     def pooled_norm_stats(self, gray: torch.Tensor, z: torch.Tensor | None,
                           ref: torch.Tensor | None = None) -> np.ndarray:
         """Run a batch with every instance norm pooled over the whole batch; their statistics."""
-        return self.session.run(["pooled_norm_stats"], self._feeds(gray, z, (0.0, 1.0, 0.0), None, ref))[0]
+        unused = np.zeros(self.norm_stats_size, np.float32)  # the cut graph keeps no input defaults
+        feeds = self._feeds(gray, z, (0.0, 1.0, 0.0), unused, ref)
+        names = {i.name for i in self.stats_session.get_inputs()}
+        return self.stats_session.run(["pooled_norm_stats"], {k: v for k, v in feeds.items() if k in names})[0]
