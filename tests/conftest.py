@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import io
+import os
+import tempfile
 from pathlib import Path
 
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
+# backend measurements (--backend auto) go to a cache of the test run, not the user's
+os.environ["XDG_CACHE_HOME"] = tempfile.mkdtemp(prefix="aerocolor-test-cache-")
 SHARED_DATA = ROOT.parent / "shared" / "data"
 
 
