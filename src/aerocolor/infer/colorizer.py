@@ -228,45 +228,74 @@ class Colorizer:
     @torch.no_grad()
     def blend_tiles(self, read: GrayReader, h: int, w: int, tile: int = DEFAULT_TILE,
                     overlap: int = DEFAULT_OVERLAP, z: torch.Tensor | None = None,
-                    batch_size: int = DEFAULT_BATCH, progress=None
+                    batch_size: int = DEFAULT_BATCH, progress=None, first_row: int = 0
                     ) -> Iterator[tuple[int, torch.Tensor, torch.Tensor]]:
-        """Yield ``(top, gray_rows, raw_rows)``: finished rows of the blended raw output, top to
-        bottom, with their gray (both (1,C,rows,W) on the device)."""
+        """Yield ``(top, gray_rows, raw_rows)``: finished rows of the blended output, top to
+        bottom, one block per tile row, with their gray (both (1,C,rows,W) on the device).
+        ``first_row``: the first tile row to yield (a resumed job); earlier tile rows are run only
+        where their tiles reach it, so its blocks are the same as in a whole run."""
         check_tiling(tile, overlap, batch_size)
         z = self.latent(z)
         windows = tile_windows(h, w, tile, overlap)
         tops, lefts = tile_starts(h, tile, overlap), tile_starts(w, tile, overlap)
         th, tw = min(tile, h), min(tile, w)
+        if first_row >= len(tops):
+            return
+        start = first_tile_row(tops, th, first_row)
         weights: dict[tuple[bool, ...], torch.Tensor] = {}
         stats = self.norm_stats(read, windows, z)
-        buf_top, gray = 0, self.gray_tensor(np.zeros((0, w), np.float32))
-        acc = torch.zeros(1, self.generator.out_channels, 0, w, device=self.device)
-        wsum = torch.zeros(1, 1, 0, w, device=self.device)
-        for i, t in enumerate(tops):
-            have = buf_top + gray.shape[-2]
-            new = self.gray_tensor(read(have, 0, t + th - have, w))
-            gray = torch.cat([gray, new], dim=-2)
-            acc = torch.cat([acc, acc.new_zeros(1, acc.shape[1], new.shape[-2], w)], dim=-2)
-            wsum = torch.cat([wsum, wsum.new_zeros(1, 1, new.shape[-2], w)], dim=-2)
-            r = t - buf_top
+        # preallocated rows [t, t + th) of the current tile row t (what the tile rows above added
+        # below their finished rows is carried up), instead of strips grown and cut per tile row
+        gray = torch.empty(1, 1, th, w, device=self.device)
+        acc = torch.zeros(1, self.generator.out_channels, th, w, device=self.device)
+        wsum = torch.zeros(1, 1, th, w, device=self.device)
+        for i, (top, (have, _, rows, _)) in enumerate(
+                zip(tops[start:], row_reads(h, w, tile, overlap, first_row), strict=True), start):
+            gray[..., th - rows:, :] = self.gray_tensor(read(have, 0, rows, w))
             for j in range(0, len(lefts), batch_size):
                 chunk = lefts[j:j + batch_size]
-                crops = torch.cat([gray[..., r:r + th, lft:lft + tw] for lft in chunk])
+                crops = torch.cat([gray[..., lft:lft + tw] for lft in chunk])
                 outs = self.raw_output(crops, None if z is None else z.expand(len(chunk), -1), stats)
                 for lft, o in zip(chunk, outs, strict=True):
-                    edges = (t == 0, lft == 0, t + th == h, lft + tw == w)
+                    edges = (top == 0, lft == 0, top + th == h, lft + tw == w)
                     if edges not in weights:
                         weights[edges] = torch.from_numpy(
                             feather_weights(th, tw, overlap, *edges)).to(self.device)
-                    acc[..., r:r + th, lft:lft + tw] += o * weights[edges]
-                    wsum[..., r:r + th, lft:lft + tw] += weights[edges]
-                if progress is not None:
+                    acc[..., lft:lft + tw] += o * weights[edges]
+                    wsum[..., lft:lft + tw] += weights[edges]
+                if progress is not None and i >= first_row:
                     progress(len(chunk))
-            done = (tops[i + 1] if i + 1 < len(tops) else h) - buf_top
-            blended = acc[..., :done, :] / wsum[..., :done, :].clamp(min=1e-6)
-            yield buf_top, gray[..., :done, :], blended
-            gray, acc, wsum = gray[..., done:, :], acc[..., done:, :], wsum[..., done:, :]
-            buf_top += done
+            done = (tops[i + 1] if i + 1 < len(tops) else h) - top
+            if i >= first_row:
+                yield (top, gray[..., :done, :].clone(),
+                       acc[..., :done, :] / wsum[..., :done, :].clamp(min=1e-6))
+            keep = th - done
+            for buf in (gray, acc, wsum):
+                buf[..., :keep, :] = buf[..., done:, :].clone()
+            acc[..., keep:, :] = 0
+            wsum[..., keep:, :] = 0
+
+
+def first_tile_row(tops: list[int], th: int, first_row: int) -> int:
+    """The first tile row whose tiles reach the top of tile row ``first_row``."""
+    if first_row == 0:
+        return 0
+    return next(j for j, t in enumerate(tops) if t + th > tops[first_row])
+
+
+def row_reads(h: int, w: int, tile: int, overlap: int, first_row: int = 0
+              ) -> list[tuple[int, int, int, int]]:
+    """The gray reads (top, left, height, width) that :meth:`Colorizer.blend_tiles` makes, in
+    order: each tile row's rows not read for the one above (a reader can fetch them ahead)."""
+    tops, th = tile_starts(h, tile, overlap), min(tile, h)
+    if first_row >= len(tops):
+        return []
+    start = first_tile_row(tops, th, first_row)
+    reads, have = [], tops[start]
+    for top in tops[start:]:
+        reads.append((have, 0, top + th - have, w))
+        have = top + th
+    return reads
 
 
 def array_reader(gray: np.ndarray) -> GrayReader:
