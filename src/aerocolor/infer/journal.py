@@ -39,11 +39,22 @@ def file_checksum(path: str | Path, chunk: int = 1 << 20) -> str:
     return digest.hexdigest()
 
 
-def encode(arrays: list[np.ndarray]) -> bytes:
-    buf = io.BytesIO()
+class _Deflated:
+    """A write-only file that compresses what it is given (numpy writes arrays to it in chunks,
+    so a record never needs a second uncompressed copy)."""
+
+    def __init__(self):
+        self.z, self.parts = zlib.compressobj(ZLIB_LEVEL), []
+
+    def write(self, data: bytes) -> None:
+        self.parts.append(self.z.compress(data))
+
+
+def encode(arrays: list[np.ndarray]) -> list[bytes]:
+    out = _Deflated()
     for a in arrays:
-        np.save(buf, np.ascontiguousarray(a), allow_pickle=False)
-    return zlib.compress(buf.getvalue(), ZLIB_LEVEL)
+        np.lib.format.write_array(out, np.ascontiguousarray(a), allow_pickle=False)
+    return [*out.parts, out.z.flush()]
 
 
 def decode(payload: bytes, count: int) -> list[np.ndarray]:
@@ -126,10 +137,14 @@ class RowJournal:
 
     def append(self, top: int, arrays: list[np.ndarray]) -> None:
         """Record a finished block; it is on disk when this returns."""
-        payload = encode(arrays)
+        parts = encode(arrays)
+        crc = 0
+        for part in parts:
+            crc = zlib.crc32(part, crc)
         self.file.seek(0, os.SEEK_END)
-        self.file.write(RECORD.pack(MAGIC, top, len(payload), len(arrays), zlib.crc32(payload)))
-        self.file.write(payload)
+        self.file.write(RECORD.pack(MAGIC, top, sum(map(len, parts)), len(arrays), crc))
+        for part in parts:
+            self.file.write(part)
         self.file.flush()
         os.fsync(self.file.fileno())
 

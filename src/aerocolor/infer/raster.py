@@ -16,7 +16,6 @@ import math
 import os
 import threading
 import warnings
-from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import ExitStack
@@ -232,21 +231,22 @@ class ReadAhead:
 
 
 class WriteBehind:
-    """Runs ``consume(item)`` for each item put, in order, in a thread, with at most ``depth``
-    items waiting (``depth`` 0: at once, in the caller). Its errors are raised in the caller."""
+    """Runs ``consume(item)`` for each item put, in order, in a thread: the block before is
+    converted and written while the caller computes the next one, and no more than those two are
+    held (``threaded`` False: at once, in the caller). Its errors are raised in the caller."""
 
-    def __init__(self, consume: Callable, depth: int = 1):
-        self.consume, self.depth = consume, depth
-        self.pool = ThreadPoolExecutor(1, thread_name_prefix="aerocolor-write") if depth else None
-        self.pending: deque[Future] = deque()
+    def __init__(self, consume: Callable, threaded: bool = True):
+        self.consume = consume
+        self.pool = ThreadPoolExecutor(1, thread_name_prefix="aerocolor-write") if threaded else None
+        self.last: Future | None = None
 
     def put(self, item) -> None:
         if self.pool is None:
             self.consume(item)
             return
-        self.pending.append(self.pool.submit(self.consume, item))
-        while len(self.pending) > self.depth:
-            self.pending.popleft().result()
+        if self.last is not None:
+            self.last.result()
+        self.last = self.pool.submit(self.consume, item)
 
     def __enter__(self) -> WriteBehind:
         return self
@@ -254,9 +254,9 @@ class WriteBehind:
     def __exit__(self, exc_type, *exc) -> None:
         if self.pool is None:
             return
-        try:
-            while self.pending:  # what is queued is finished (and journaled) even after an error
-                self.pending.popleft().result()
+        try:  # the block in hand is finished (and journaled) even after an error
+            if self.last is not None:
+                self.last.result()
         except BaseException:
             if exc_type is None:
                 raise
@@ -300,7 +300,7 @@ def write_blocks(path: str, profile: dict, blocks, to_arrays: BlockArrays,
                 journal.append(block[0], arrays)
             write_arrays(dst, block[0], arrays)
 
-        with WriteBehind(finish, 1 if threaded else 0) as writer:
+        with WriteBehind(finish, threaded) as writer:
             for block in blocks:
                 writer.put(block)
         if tags:
