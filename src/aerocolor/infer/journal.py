@@ -12,6 +12,7 @@ are leftovers of killed runs and are removed.
 from __future__ import annotations
 
 import fcntl
+import functools
 import hashlib
 import io
 import json
@@ -31,7 +32,14 @@ RECORD = struct.Struct("<4sQQII")  # magic, top row, payload bytes, arrays, crc3
 ZLIB_LEVEL = 1  # the journal is scratch space: fast beats small
 
 
-def file_checksum(path: str | Path, chunk: int = 1 << 20) -> str:
+def file_checksum(path: str | Path) -> str:
+    """SHA-256 of a file, taken once per version of it (a folder of rasters shares one model)."""
+    stat = Path(path).stat()
+    return _checksum(str(Path(path).resolve()), stat.st_size, stat.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=16)
+def _checksum(path: str, size: int, mtime_ns: int, chunk: int = 1 << 20) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as f:
         while block := f.read(chunk):
