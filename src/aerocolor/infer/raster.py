@@ -116,7 +116,10 @@ class GrayRaster:
         return np.ma.masked_array(gray, mask=np.ma.getmaskarray(data).any(axis=0))
 
     def _to_gray(self, data: np.ndarray) -> np.ndarray:
-        x = np.clip((data.astype(np.float32) - self.lo) / (self.hi - self.lo), 0.0, 1.0)
+        x = data.astype(np.float32)  # then in place: a strip of a wide raster is tens of MB
+        x -= np.float32(self.lo)
+        x /= np.float32(self.hi - self.lo)
+        np.clip(x, 0.0, 1.0, out=x)
         if x.shape[0] == 3:
             return gray_from_rgb(torch.from_numpy(x)[None])[0, 0].numpy()
         return x[0]
@@ -375,7 +378,8 @@ def gdal_cache_bytes(src, raw: bool) -> int:
     twice, and no more."""
     block_rows = min(src.block_shapes[0][0], src.height)
     source = block_rows * src.width * sum(np.dtype(d).itemsize for d in src.dtypes)
-    output = BLOCK * src.width * (3 * 2 + 1 + (4 * 3 if raw else 0))
+    out_bytes = 2 if src.dtypes[0] == "uint16" else 1  # see output_profile
+    output = BLOCK * src.width * (3 * out_bytes + 1 + (4 * 3 if raw else 0))
     return int(np.clip(2 * (source + output), GDAL_CACHE_MIN, GDAL_CACHE_MAX))
 
 
