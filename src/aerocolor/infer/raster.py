@@ -393,14 +393,17 @@ def to_cog(strip_path: str, out_path: str, compress: str) -> None:
 
 def colorize_raster(colorizer: Colorizer, path: Path, out: Path,
                     opts: RasterOptions = RasterOptions(), progress: bool = True,
-                    z: torch.Tensor | None = None, io_threads: bool = True,
+                    z: torch.Tensor | None = None, io_threads: bool | None = None,
                     log: Callable[[str], None] | None = None) -> Path:
     """Colorize one raster into a georeferenced RGB GeoTIFF at ``out`` (written atomically).
 
     Finished tile rows are journaled beside ``out``: a run that was killed resumes after the last
     of them (same options, model and input; else it starts over), and the result is the same
-    file. ``io_threads``: read and write in threads beside the network (same output either way)."""
+    file. ``io_threads``: read and write in threads beside the network (same output either way);
+    default: on a GPU only (on a 2-core CPU the threads took cores from the network: slower)."""
     name = str(path)
+    if io_threads is None:
+        io_threads = colorizer.device.type != "cpu"
     say = log or (lambda _msg: None)
     with ExitStack() as stack:
         src = stack.enter_context(open_raster(path))
