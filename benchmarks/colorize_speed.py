@@ -13,11 +13,19 @@ mean CIEDE2000) against the old tree's torch output.
     git worktree add /tmp/base d27a4b4
     python benchmarks/colorize_speed.py --base /tmp/base/src --sizes 2048
     python benchmarks/colorize_speed.py --sweep 512 768 1024 1448   # generator MP/s by tile side
+
+Memory (see memory_table): resident memory after loading and at the peak, with the reader/writer
+threads on and off, for rasters given as HEIGHTxWIDTH (a raster as wide as a 16384^2 one but only
+a few tile rows high has the same streaming buffers, so it stands in for it in minutes), and the
+older tree side by side (--base):
+
+    python benchmarks/colorize_speed.py --memory 2048x2048 896x16384 --base /tmp/base/src
 """
 
 from __future__ import annotations
 
 import argparse
+import inspect
 import json
 import os
 import resource
@@ -35,8 +43,8 @@ SHARED = ROOT.parent / "shared" / "data" / "color" / "val" / "maps"
 NEW_SRC = ROOT / "src"
 
 
-def build_raster(path: Path, size: int) -> None:
-    """A size x size uint8 GeoTIFF tiled from real photos, written strip by strip."""
+def build_raster(path: Path, size: int, rows: int | None = None) -> None:
+    """A size x size (or rows x size) uint8 GeoTIFF tiled from real photos, written strip by strip."""
     import rasterio
     from rasterio.transform import from_origin
 
@@ -45,15 +53,16 @@ def build_raster(path: Path, size: int) -> None:
 
     photos = [to_gray(read_image(f)) for f in sorted(SHARED.glob("*.jpg"))[:16]]
     side = photos[0].shape[0]
-    with rasterio.open(path, "w", driver="GTiff", width=size, height=size, count=1,
+    height = rows or size
+    with rasterio.open(path, "w", driver="GTiff", width=size, height=height, count=1,
                        dtype="uint8", crs="EPSG:32618", tiled=True, blockxsize=512,
                        blockysize=512, compress="deflate",
                        transform=from_origin(580000.0, 4510000.0, 1.0, 1.0)) as dst:
-        for top in range(0, size, side):
-            rows = min(side, size - top)
+        for top in range(0, height, side):
+            n = min(side, height - top)
             strip = np.concatenate([photos[(top // side * 7 + k) % len(photos)]
-                                    for k in range(-(-size // side))], axis=1)[:rows, :size]
-            dst.write((strip * 255).astype(np.uint8)[None], window=((top, top + rows), (0, size)))
+                                    for k in range(-(-size // side))], axis=1)[:n, :size]
+            dst.write((strip * 255).astype(np.uint8)[None], window=((top, top + n), (0, size)))
 
 
 class CountingGenerator:
@@ -206,6 +215,63 @@ def load() -> str:
     return " ".join(f"{v:.1f}" for v in os.getloadavg())
 
 
+def resident_mb() -> float:
+    with open("/proc/self/status") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith("VmRSS")) / 1024
+
+
+def run_memory_one(model: str, raster: str, backend: str, io_threads: bool) -> dict:
+    """Colorize one raster in this process: seconds, resident memory once the model is loaded,
+    and the peak (the code under PYTHONPATH may predate the io_threads option)."""
+    import torch
+
+    from aerocolor.infer import load_colorizer
+    from aerocolor.infer.raster import RasterOptions, colorize_raster
+
+    torch.set_num_threads(max(1, torch.get_num_threads()))
+    colorizer = load_colorizer(model, "cpu", backend)
+    loaded = resident_mb()
+    out = Path(raster).with_name(f"out_{backend}_{os.getpid()}.tif")
+    threads = {"io_threads": io_threads} if "io_threads" in inspect.signature(colorize_raster).parameters else {}
+    start = time.perf_counter()
+    colorize_raster(colorizer, Path(raster), out, RasterOptions(), progress=False, **threads)
+    seconds = time.perf_counter() - start
+    out.unlink()
+    return {"seconds": seconds, "loaded_mb": loaded, "threads": bool(threads) and io_threads,
+            "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+
+
+def memory_table(shapes: list[str], backends: list[str], model: str, base_src: Path | None) -> None:
+    """Peak resident memory and MP/s per raster shape, backend, code (this checkout and
+    ``base_src``) and reader/writer threads on or off; each run in a fresh process."""
+    codes = [("new", str(NEW_SRC))] + ([("base", str(base_src))] if base_src else [])
+    with tempfile.TemporaryDirectory() as d:
+        tmp = Path(d)
+        print(f"model: {model}; each tree's default tiling, CPU, "
+              f"torch threads {os.environ.get('OMP_NUM_THREADS', 'default')}")
+        print("| raster (rows x cols) | megapixels | backend | code | I/O threads | seconds | MP/s | "
+              "loaded (MB) | peak (MB) | peak - loaded (MB) |")
+        print("|---|---|---|---|---|---|---|---|---|---|")
+        for shape in shapes:
+            rows, cols = (int(v) for v in shape.lower().split("x"))
+            raster = tmp / f"mosaic_{rows}x{cols}.tif"
+            build_raster(raster, cols, rows)
+            for backend in backends:
+                for code, src in codes:
+                    for threads in ([True, False] if code == "new" else [False]):
+                        env = {**os.environ, "PYTHONPATH": src}
+                        cmd = [sys.executable, __file__, "--model", model, "--one-memory", str(raster),
+                               backend, "1" if threads else "0"]
+                        r = json.loads(subprocess.run(cmd, check=True, capture_output=True, text=True,
+                                                      env=env).stdout.strip().splitlines()[-1])
+                        mp = rows * cols / 1e6
+                        print(f"| {rows} x {cols} | {mp:.1f} | {backend} | {code} | "
+                              f"{'on' if r['threads'] else 'off'} | {r['seconds']:.1f} | "
+                              f"{mp / r['seconds']:.3f} | {r['loaded_mb']:.0f} | {r['peak_mb']:.0f} | "
+                              f"{r['peak_mb'] - r['loaded_mb']:.0f} |", flush=True)
+            raster.unlink()
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--base", type=Path, help="src folder of the older tree to compare with")
@@ -216,11 +282,20 @@ def main() -> None:
     ap.add_argument("--model", help="checkpoint (default: the bundled model)")
     ap.add_argument("--sweep", type=int, nargs="+", help="only print generator MP/s by tile side")
     ap.add_argument("--one", nargs=3, metavar=("RASTER", "BACKEND", "OUT"), help=argparse.SUPPRESS)
+    ap.add_argument("--memory", nargs="+", metavar="ROWSxCOLS", help="the memory table for these rasters")
+    ap.add_argument("--one-memory", nargs=3, help=argparse.SUPPRESS)
     args = ap.parse_args()
     clean_env = dict(os.environ)  # before aerocolor sets its process defaults: each tree sets its own
     from aerocolor.infer import default_model_path
 
     model = args.model or str(default_model_path())
+    if args.one_memory:
+        raster, backend, threads = args.one_memory
+        print(json.dumps(run_memory_one(model, raster, backend, threads == "1")))
+        return
+    if args.memory:
+        memory_table(args.memory, [b for b in args.backends if b != "auto"], model, args.base)
+        return
     if args.one:
         print(json.dumps(run_one(model, *args.one)))
         return

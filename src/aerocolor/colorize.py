@@ -20,6 +20,7 @@ from .imageio import (
     is_color,
     list_images,
     read_image,
+    remove_orphaned_temps,
     write_image,
 )
 from .infer.colorizer import DEFAULT_OVERLAP, DEFAULT_TILE, Colorizer
@@ -98,8 +99,11 @@ def colorize_files(colorizer: Colorizer, inputs: list[Path], out_dir: Path, comp
     code of ``latents`` (see :func:`latent_variants`), (and NAME_compare.png);
     rasters (GeoTIFF, JPEG2000, ...) are streamed into georeferenced NAME_color.tif files.
     A colour ``reference`` is placed on each georeferenced raster's grid, or gives the palette.
-    With ``on_error``, an input that cannot be colorized is reported to it and the others go on."""
+    With ``on_error``, an input that cannot be colorized is reported to it and the others go on.
+    Temp files that killed runs left in ``out_dir`` are removed first; a raster that was being
+    colorized resumes (see :func:`~aerocolor.infer.raster.colorize_raster`)."""
     written: list[Path] = []
+    remove_orphaned_temps(out_dir)
     raster = raster or RasterOptions(tile=tile, overlap=overlap)
     for path in tqdm(inputs, unit="image", disable=not progress or len(inputs) < 2, desc="colorize"):
         try:
@@ -128,7 +132,7 @@ def colorize_one(colorizer: Colorizer, path: Path, out_dir: Path, compare: bool,
             target = raster_output_path(path, out_dir, f"{suffix}{tag}")
             if not (skip_existing and target.exists()):
                 written.append(colorize_raster(colorizer, path, target, raster, progress, z=z,
-                                               reference=reference, stats=stats))
+                                               reference=reference, stats=stats, log=warn))
             targets.append(target)
         preview = out_dir / f"{path.stem}_compare.png"
         if compare and not (skip_existing and preview.exists()):

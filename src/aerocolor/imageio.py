@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import fcntl
 import os
+import re
 import tempfile
 import warnings
 from collections.abc import Iterator
@@ -228,14 +230,20 @@ def output_folder(path: str | Path, option: str = "--out") -> Path:
     return path
 
 
+TEMP_MARK = ".tmp-"  # atomic_write's temp files: .NAME.tmp-XXXXXXXX.SUFFIX (and derived .NAME.tmp-XXXXXXXX.SUFFIX.*)
+_TEMP_NAME = re.compile(r"^\.(?P<name>.+)\.tmp-(?P<rand>[a-z0-9_]{8})")
+
+
 def atomic_write(path: str | Path, write) -> Path:
     """Call ``write(tmp_path)`` then move the file into place, so no half-written file is seen.
-    The file gets the usual permissions for the umask (not the temp file's 0600)."""
+    The file gets the usual permissions for the umask (not the temp file's 0600). The temp file
+    is locked while it is written, so :func:`remove_orphaned_temps` can tell it from the leftover
+    of a killed process."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=path.suffix, dir=path.parent)
-    os.close(fd)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}{TEMP_MARK}", suffix=path.suffix, dir=path.parent)
     try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
         write(tmp)
         os.chmod(tmp, FILE_MODE)
         os.replace(tmp, path)
@@ -243,7 +251,47 @@ def atomic_write(path: str | Path, write) -> Path:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+    finally:
+        os.close(fd)
     return path
+
+
+def temp_owner_alive(path: Path) -> bool:
+    """Whether a process still holds the lock of the temp file ``path`` (False when it is gone)."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except FileNotFoundError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)
+    return False
+
+
+def remove_orphaned_temps(folder: str | Path) -> list[Path]:
+    """Delete the temp files that killed processes left in ``folder`` (their writer's lock is
+    gone), with the files derived from them; files still being written are kept."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    groups: dict[Path, list[Path]] = {}
+    with os.scandir(folder) as entries:
+        for entry in entries:
+            m = _TEMP_NAME.match(entry.name)
+            if m and entry.is_file(follow_symlinks=False):
+                name = m["name"]
+                owner = folder / f".{name}{TEMP_MARK}{m['rand']}{Path(name).suffix}"
+                groups.setdefault(owner, []).append(Path(entry.path))
+    removed = []
+    for owner, files in groups.items():
+        if not temp_owner_alive(owner):
+            for f in files:
+                f.unlink(missing_ok=True)
+                removed.append(f)
+    return sorted(removed)
 
 
 def write_image(path: str | Path, img: np.ndarray) -> Path:

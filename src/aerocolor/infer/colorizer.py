@@ -289,55 +289,90 @@ class Colorizer:
     def blend_tiles(self, read: GrayReader, h: int, w: int, tile: int = DEFAULT_TILE,
                     overlap: int = DEFAULT_OVERLAP, z: torch.Tensor | None = None,
                     batch_size: int = DEFAULT_BATCH, progress=None, reference: Reference | None = None,
-                    stats: NormStats = None, blank: BlankTest | None = None
+                    stats: NormStats = None, blank: BlankTest | None = None, first_row: int = 0
                     ) -> Iterator[tuple[int, torch.Tensor, torch.Tensor]]:
         """Yield ``(top, gray_rows, raw_rows)``: finished rows of the blended raw output, top to
-        bottom, with their gray (both (1,C,rows,W) on the device); with a colour ``reference``
-        on the same grid for a reference model. ``stats``: whole-input statistics to use instead
-        of the input's own (e.g. shared by the frames of a flight). Tiles for which ``blank``
-        says True (no valid pixel: the reader knows its no-data) are not run; rows covered by
-        nothing else get a zero raw output."""
+        bottom, one block per tile row, with their gray (both (1,C,rows,W) on the device); with a
+        colour ``reference`` on the same grid for a reference model. ``stats``: whole-input
+        statistics to use instead of the input's own (e.g. shared by the frames of a flight).
+        Tiles for which ``blank`` says True (no valid pixel: the reader knows its no-data) are not
+        run; rows covered by nothing else get a zero raw output. ``first_row``: the first tile row
+        to yield (a resumed job); earlier tile rows are run only where their tiles reach it, so its
+        blocks are the same as in a whole run."""
         check_tiling(tile, overlap, batch_size)
         z = self.latent(z)
         tops, lefts, th, tw = self.plan(h, w, tile, overlap)
+        if first_row >= len(tops):
+            return
         windows = [(t, lft, th, tw) for t in tops for lft in lefts]
         ramps = (TileRamps(tops, th), TileRamps(lefts, tw))
         passes = self.reference_passes(read, windows, z, reference, stats)
-        buf_top, gray = 0, self.gray_tensor(np.zeros((0, w), np.float32))
-        acc = torch.zeros(1, self.generator.out_channels, 0, w, device=self.device)
-        wsum = torch.zeros(1, 1, 0, w, device=self.device)
-        for i, t in enumerate(tops):
-            have = buf_top + gray.shape[-2]
-            new = self.gray_tensor(read(have, 0, t + th - have, w))
-            gray = torch.cat([gray, new], dim=-2)
-            acc = torch.cat([acc, acc.new_zeros(1, acc.shape[1], new.shape[-2], w)], dim=-2)
-            wsum = torch.cat([wsum, wsum.new_zeros(1, 1, new.shape[-2], w)], dim=-2)
-            r = t - buf_top
-            row = [lft for lft in lefts if blank is None or not blank(t, lft, th, tw)]
-            if progress is not None and len(row) < len(lefts):
+        start = first_tile_row(tops, th, first_row)
+        # preallocated rows [t, t + th) of the current tile row t (what the tile rows above added
+        # below their finished rows is carried up), instead of strips grown and cut per tile row
+        gray = torch.empty(1, 1, th, w, device=self.device)
+        acc = torch.zeros(1, self.generator.out_channels, th, w, device=self.device)
+        wsum = torch.zeros(1, 1, th, w, device=self.device)
+        for i, (top, (have, _, rows, _)) in enumerate(
+                zip(tops[start:], row_reads(tops, th, w, first_row), strict=True), start):
+            gray[..., th - rows:, :] = self.gray_tensor(read(have, 0, rows, w))
+            row = [lft for lft in lefts if blank is None or not blank(top, lft, th, tw)]
+            if progress is not None and i >= first_row and len(row) < len(lefts):
                 progress(len(lefts) - len(row))
             for j in range(0, len(row), batch_size):
                 chunk = row[j:j + batch_size]
-                crops = torch.cat([gray[..., r:r + th, lft:lft + tw] for lft in chunk])
+                crops = torch.cat([gray[..., lft:lft + tw] for lft in chunk])
                 zz = None if z is None else z.expand(len(chunk), -1)
-                outs = sum(weight * self.raw_output(crops, zz, stats, None if ref is None else torch.cat(
-                    [ref.window(t, lft, th, tw) for lft in chunk]).to(self.device))
-                    for weight, stats, ref in passes)
+                outs = sum(weight * self.raw_output(crops, zz, pass_stats, None if ref is None else torch.cat(
+                    [ref.window(top, lft, th, tw) for lft in chunk]).to(self.device))
+                    for weight, pass_stats, ref in passes)
                 for lft, o in zip(chunk, outs, strict=True):
                     wt = self.tile_weights(ramps, i, lefts.index(lft))
-                    acc[..., r:r + th, lft:lft + tw] += o * wt
-                    wsum[..., r:r + th, lft:lft + tw] += wt
-                if progress is not None:
+                    acc[..., lft:lft + tw] += o * wt
+                    wsum[..., lft:lft + tw] += wt
+                if progress is not None and i >= first_row:
                     progress(len(chunk))
-            done = (tops[i + 1] if i + 1 < len(tops) else h) - buf_top
-            blended = acc[..., :done, :] / wsum[..., :done, :].clamp(min=1e-6)
-            yield buf_top, gray[..., :done, :], blended
-            gray, acc, wsum = gray[..., done:, :], acc[..., done:, :], wsum[..., done:, :]
-            buf_top += done
+            done = (tops[i + 1] if i + 1 < len(tops) else h) - top
+            if i >= first_row:
+                yield (top, gray[..., :done, :].clone(),
+                       acc[..., :done, :] / wsum[..., :done, :].clamp(min=1e-6))
+            keep = th - done
+            for buf in (gray, acc, wsum):
+                buf[..., :keep, :] = buf[..., done:, :].clone()
+            acc[..., keep:, :] = 0
+            wsum[..., keep:, :] = 0
+
+    def row_reads(self, h: int, w: int, tile: int, overlap: int, first_row: int = 0
+                  ) -> list[tuple[int, int, int, int]]:
+        """The gray reads that :meth:`blend_tiles` makes for an HxW input (see :func:`row_reads`)."""
+        tops, _, th, _ = self.plan(h, w, tile, overlap)
+        return row_reads(tops, th, w, first_row)
 
     def tile_weights(self, ramps: tuple[TileRamps, TileRamps], i: int, j: int) -> torch.Tensor:
         rows, cols = ramps[0].ramp(i), ramps[1].ramp(j)
         return torch.from_numpy(np.outer(rows, cols)).to(self.device)
+
+
+
+def first_tile_row(tops: list[int], th: int, first_row: int) -> int:
+    """The first tile row whose tiles reach the top of tile row ``first_row``."""
+    if first_row == 0:
+        return 0
+    return next(j for j, t in enumerate(tops) if t + th > tops[first_row])
+
+
+def row_reads(tops: list[int], th: int, w: int, first_row: int = 0) -> list[tuple[int, int, int, int]]:
+    """The gray reads (top, left, height, width) that :meth:`Colorizer.blend_tiles` makes for tile
+    rows starting at ``tops``, ``th`` rows each, over ``w`` columns, in order: each tile row's rows
+    not read for the one above (a reader can fetch them ahead)."""
+    if first_row >= len(tops):
+        return []
+    start = first_tile_row(tops, th, first_row)
+    reads, have = [], tops[start]
+    for top in tops[start:]:
+        reads.append((have, 0, top + th - have, w))
+        have = top + th
+    return reads
 
 
 class TileRamps:

@@ -4,16 +4,23 @@ The gray raster is read in strips through the colorizer's tile blending (see
 :mod:`aerocolor.infer.colorizer`), and each finished strip is written straight to a tiled,
 compressed GeoTIFF (or a Cloud Optimized GeoTIFF with overviews) that keeps the input's CRS,
 transform, nodata and mask. Memory stays bounded by a strip of tiles, whatever the raster's size.
+A reader thread fetches the next strip and a writer thread converts and writes the last one while
+the network runs. Finished strips are also kept in a journal beside the output (see
+:mod:`aerocolor.infer.journal`), so that a killed job resumes where it stopped and still writes
+the same bytes.
 """
 
 from __future__ import annotations
 
+import hashlib
 import math
 import os
+import threading
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import ExitStack
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -25,11 +32,13 @@ from rasterio.vrt import WarpedVRT
 from rasterio.windows import Window
 from tqdm import tqdm
 
+from .. import __version__
 from ..color import gray_from_rgb
 from ..errors import AerocolorError, ImageReadError
 from ..imageio import atomic_write
-from .colorizer import DEFAULT_BATCH, DEFAULT_OVERLAP, DEFAULT_TILE, Colorizer, tile_windows
+from .colorizer import COLOUR_CHUNK, DEFAULT_BATCH, DEFAULT_OVERLAP, DEFAULT_TILE, Colorizer
 from .generator import NormStats
+from .journal import RowJournal, file_checksum
 from .reference import Grid, Reference, ReferenceSpec
 
 RASTER_SUFFIXES = (".tif", ".tiff", ".jp2", ".j2k", ".vrt", ".img")
@@ -37,7 +46,8 @@ STRETCH_SAMPLE = 1024  # longest side of the decimated read that percentile stre
 BLOCK = 512  # output GeoTIFF tile size
 FINISH_ROWS = 512  # rows per block when resampling the result back to the input grid
 PREVIEW_SIDE = 2048  # longest side of --compare previews of rasters
-GDAL_CACHE_MB = 256  # GDAL's block cache would otherwise grow to 5% of the machine's memory
+GDAL_CACHE_MIN = 16 << 20  # bytes; GDAL's block cache would otherwise grow to 5% of the memory
+GDAL_CACHE_MAX = 512 << 20
 
 
 @dataclass(frozen=True)
@@ -71,6 +81,7 @@ class GrayRaster:
 
     def __init__(self, src, opts: RasterOptions, name: str):
         self.src, self.name = src, name
+        self.lock = threading.RLock()  # the reader and writer threads share the dataset
         if opts.band is not None and not 1 <= opts.band <= src.count:
             raise AerocolorError(f"{name}: no band {opts.band} (it has {src.count}); "
                                  f"choose --band 1..{src.count}")
@@ -111,19 +122,24 @@ class GrayRaster:
         return np.ma.masked_array(gray, mask=np.ma.getmaskarray(data).any(axis=0))
 
     def _to_gray(self, data: np.ndarray) -> np.ndarray:
-        x = np.clip((data.astype(np.float32) - self.lo) / (self.hi - self.lo), 0.0, 1.0)
+        x = data.astype(np.float32)  # then in place: a strip of a wide raster is tens of MB
+        x -= np.float32(self.lo)
+        x /= np.float32(self.hi - self.lo)
+        np.clip(x, 0.0, 1.0, out=x)
         if x.shape[0] == 3:
             return gray_from_rgb(torch.from_numpy(x)[None])[0, 0].numpy()
         return x[0]
 
     def valid(self, top: int, left: int, height: int, width: int,
               data: np.ndarray | None = None) -> np.ndarray:
-        return valid_mask(self.src, self.bands, Window(left, top, width, height), data)
+        with self.lock:
+            return valid_mask(self.src, self.bands, Window(left, top, width, height), data)
 
     def read(self, top: int, left: int, height: int, width: int) -> np.ndarray:
-        data = self.src.read(self.bands, window=Window(left, top, width, height))
-        gray = self._to_gray(data)
-        return np.where(self.valid(top, left, height, width, data), gray, np.float32(self.fill))
+        with self.lock:
+            data = self.src.read(self.bands, window=Window(left, top, width, height))
+            valid = self.valid(top, left, height, width, data)
+        return np.where(valid, self._to_gray(data), np.float32(self.fill))
 
 
 def valid_mask(src, bands: list[int], window: Window | None = None, data: np.ndarray | None = None
@@ -198,21 +214,137 @@ def model_grid(src, model_res: float, name: str) -> WarpedVRT:
                      resampling=resampling)
 
 
+class ReadAhead:
+    """A gray reader that serves the reads of ``plan`` (in order) from a thread that keeps one
+    read ahead, so the next strip is read while the network runs; other reads go straight
+    through. Use as a context manager."""
+
+    def __init__(self, read: Callable[..., np.ndarray], plan: list[tuple[int, int, int, int]]):
+        self.read, self.plan, self.k = read, plan, 0
+        self.pool = ThreadPoolExecutor(1, thread_name_prefix="aerocolor-read")
+        self.ahead: Future | None = None
+
+    def __call__(self, *window: int) -> np.ndarray:
+        if self.k >= len(self.plan) or tuple(window) != self.plan[self.k]:
+            return self.read(*window)
+        current = self.ahead or self.pool.submit(self.read, *window)
+        self.k += 1
+        self.ahead = self.pool.submit(self.read, *self.plan[self.k]) if self.k < len(self.plan) else None
+        return current.result()
+
+    def __enter__(self) -> ReadAhead:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.pool.shutdown(wait=True, cancel_futures=True)
+
+
+class WriteBehind:
+    """Runs ``consume(item)`` for each item put, in order, in a thread: the block before is
+    converted and written while the caller computes the next one, and no more than those two are
+    held (``threaded`` False: at once, in the caller). Its errors are raised in the caller."""
+
+    def __init__(self, consume: Callable, threaded: bool = True):
+        self.consume = consume
+        self.pool = ThreadPoolExecutor(1, thread_name_prefix="aerocolor-write") if threaded else None
+        self.last: Future | None = None
+
+    def put(self, item) -> None:
+        if self.pool is None:
+            self.consume(item)
+            return
+        if self.last is not None:
+            self.last.result()
+        self.last = self.pool.submit(self.consume, item)
+
+    def __enter__(self) -> WriteBehind:
+        return self
+
+    def __exit__(self, exc_type, *exc) -> None:
+        if self.pool is None:
+            return
+        try:  # the block in hand is finished (and journaled) even after an error
+            if self.last is not None:
+                self.last.result()
+        except BaseException:
+            if exc_type is None:
+                raise
+        finally:
+            self.pool.shutdown(wait=True)
+
+
 def blocks_on_grid(colorizer: Colorizer, gray: GrayRaster, opts: RasterOptions, progress,
-                   z: torch.Tensor | None, reference: Reference | None = None, stats: NormStats = None
-                   ) -> Iterator[tuple[int, torch.Tensor, torch.Tensor]]:
-    """(top, gray rows, raw rows) of the blended output on the gray raster's own grid."""
-    yield from colorizer.blend_tiles(gray.read, gray.src.height, gray.src.width, opts.tile,
-                                     opts.overlap, z, opts.batch_size, progress, reference, stats)
+                   z: torch.Tensor | None, reference: Reference | None = None, stats: NormStats = None,
+                   first_row: int = 0, read=None) -> Iterator[tuple[int, torch.Tensor, torch.Tensor]]:
+    """(top, gray rows, raw rows) of the blended output on the gray raster's own grid, from
+    tile row ``first_row`` on."""
+    yield from colorizer.blend_tiles(read or gray.read, gray.src.height, gray.src.width, opts.tile,
+                                     opts.overlap, z, opts.batch_size, progress, reference, stats,
+                                     first_row=first_row)
 
 
-def write_raw(path: str, src, channels: int, blocks) -> None:
-    """Raw network output blocks -> a float32 GeoTIFF on ``src``'s grid (an intermediate)."""
-    with rasterio.open(path, "w", driver="GTiff", width=src.width, height=src.height,
-                       count=channels, dtype="float32", crs=src.crs, transform=src.transform,
-                       tiled=True, blockxsize=BLOCK, blockysize=BLOCK, BIGTIFF="IF_SAFER") as dst:
-        for top, _, raw in blocks:
-            dst.write(raw[0].cpu().numpy(), window=Window(0, top, src.width, raw.shape[-2]))
+# converts a block (top, gray rows, raw rows) into the arrays written: [bands] or [bands, mask]
+BlockArrays = Callable[[int, torch.Tensor, torch.Tensor], list[np.ndarray]]
+
+
+def write_arrays(dst, top: int, arrays: list[np.ndarray]) -> None:
+    win = Window(0, top, arrays[0].shape[-1], arrays[0].shape[-2])
+    dst.write(arrays[0], window=win)
+    if len(arrays) > 1:
+        dst.write_mask(arrays[1], window=win)
+
+
+def write_blocks(path: str, profile: dict, blocks, to_arrays: BlockArrays,
+                 journal: RowJournal | None = None, threaded: bool = True,
+                 tags: dict | None = None) -> None:
+    """A new GeoTIFF at ``path`` from the journal's finished blocks, then from ``blocks``, each
+    converted, journaled and written in a writer thread. The same blocks give the same bytes,
+    whichever of them came from the journal."""
+    with rasterio.Env(GDAL_TIFF_INTERNAL_MASK=True), rasterio.open(path, "w", **profile) as dst:
+        for top, arrays in journal.records() if journal is not None else ():
+            write_arrays(dst, top, arrays)
+
+        def finish(block: tuple[int, torch.Tensor, torch.Tensor]) -> None:
+            arrays = to_arrays(*block)
+            if journal is not None:
+                journal.append(block[0], arrays)
+            write_arrays(dst, block[0], arrays)
+
+        with WriteBehind(finish, threaded) as writer:
+            for block in blocks:
+                writer.put(block)
+        if tags:
+            dst.update_tags(**tags)
+
+
+def raw_profile(src, channels: int) -> dict:
+    """A float32 GeoTIFF on ``src``'s grid for raw network output (an intermediate)."""
+    return {"driver": "GTiff", "width": src.width, "height": src.height, "count": channels,
+            "dtype": "float32", "crs": src.crs, "transform": src.transform, "tiled": True,
+            "blockxsize": BLOCK, "blockysize": BLOCK, "BIGTIFF": "IF_SAFER"}
+
+
+def raw_arrays(top: int, gray: torch.Tensor, raw: torch.Tensor) -> list[np.ndarray]:
+    return [raw[0].cpu().numpy()]
+
+
+def colour_arrays(colorizer: Colorizer, gray: GrayRaster, profile: dict, has_mask: bool
+                  ) -> BlockArrays:
+    """Blocks -> quantized colour bands (and mask), converted a few columns at a time into one
+    preallocated array."""
+    dtype, nodata = profile["dtype"], profile["nodata"]
+
+    def convert(top: int, g: torch.Tensor, raw: torch.Tensor) -> list[np.ndarray]:
+        rows, width = g.shape[-2], g.shape[-1]
+        valid = gray.valid(top, 0, rows, width)
+        out = np.empty((3, rows, width), dtype)
+        for c in range(0, width, COLOUR_CHUNK):
+            cols = slice(c, c + COLOUR_CHUNK)
+            out[:, :, cols] = quantize(colorizer.colour(raw[..., cols], g[..., cols]),
+                                       valid[:, cols], dtype, nodata)
+        return [out, valid.astype(np.uint8) * 255] if has_mask else [out]
+
+    return convert
 
 
 def blocks_resampled_back(colorizer: Colorizer, gray: GrayRaster, raw_path: str,
@@ -231,19 +363,60 @@ def blocks_resampled_back(colorizer: Colorizer, gray: GrayRaster, raw_path: str,
                    torch.from_numpy(raw)[None].to(colorizer.device))
 
 
-def write_colour(path: str, colorizer: Colorizer, gray: GrayRaster, blocks, opts: RasterOptions
-                 ) -> None:
-    profile, has_mask = output_profile(gray.src, gray.bands, opts.compress)
-    with rasterio.Env(GDAL_TIFF_INTERNAL_MASK=True), rasterio.open(path, "w", **profile) as dst:
-        for top, g, raw in blocks:
-            rows, width = g.shape[-2], g.shape[-1]
-            valid = gray.valid(top, 0, rows, width)
-            colour = colorizer.colour(raw, g)
-            win = Window(0, top, width, rows)
-            dst.write(quantize(colour, valid, profile["dtype"], profile["nodata"]), window=win)
-            if has_mask:
-                dst.write_mask(valid.astype(np.uint8) * 255, window=win)
-        dst.update_tags(**gray.src.tags())
+def job_key(colorizer: Colorizer, path: Path, opts: RasterOptions, z: torch.Tensor | None,
+            reference: Reference | None = None, stats: NormStats = None) -> dict | None:
+    """All that a raster's output depends on, for its journal; None (no resuming) when the
+    model is not a file whose checksum can be taken."""
+    model = Path(colorizer.source) if colorizer.source else None
+    if model is None or not model.is_file():
+        return None
+    stat = path.stat()
+    return {"input": str(path.resolve()), "input_bytes": stat.st_size,
+            "input_mtime_ns": stat.st_mtime_ns, "model_sha256": file_checksum(model),
+            "backend": type(colorizer.generator).__name__, "device": str(colorizer.device),
+            "options": asdict(opts), "z": None if z is None else z.flatten().tolist(),
+            "reference": None if reference is None else content_digest(
+                [reference.coarse, reference.palette, reference.strength]),
+            "stats": None if stats is None else content_digest(stats),
+            "versions": [__version__, torch.__version__, rasterio.__gdal_version__]}
+
+
+def content_digest(value) -> str:
+    """A SHA-256 of tensors, arrays and numbers, nested in lists, tuples and dicts (what a shared
+    statistics value or a reference is made of), for a journal's key."""
+    digest = hashlib.sha256()
+
+    def add(v) -> None:
+        if isinstance(v, torch.Tensor):
+            v = v.detach().cpu().numpy()
+        if isinstance(v, np.ndarray):
+            digest.update(f"{v.dtype}{v.shape}".encode())
+            digest.update(np.ascontiguousarray(v).tobytes())
+        elif isinstance(v, dict):
+            for k in sorted(v):
+                digest.update(repr(k).encode())
+                add(v[k])
+        elif isinstance(v, list | tuple):
+            digest.update(f"[{len(v)}".encode())
+            for item in v:
+                add(item)
+        else:
+            digest.update(repr(v).encode())
+
+    add(value)
+    return digest.hexdigest()
+
+
+def gdal_cache_bytes(src, raw: bool) -> int:
+    """GDAL's block cache for streaming ``src`` (an integer is bytes to rasterio, not MB): two
+    block rows of the input (a strip of rows can straddle two) and of the output with its mask
+    (and of the raw model-grid intermediate when there is one), so no block is read or written
+    twice, and no more."""
+    block_rows = min(src.block_shapes[0][0], src.height)
+    source = block_rows * src.width * sum(np.dtype(d).itemsize for d in src.dtypes)
+    out_bytes = 2 if src.dtypes[0] == "uint16" else 1  # see output_profile
+    output = BLOCK * src.width * (3 * out_bytes + 1 + (4 * 3 if raw else 0))
+    return int(np.clip(2 * (source + output), GDAL_CACHE_MIN, GDAL_CACHE_MAX))
 
 
 def to_cog(strip_path: str, out_path: str, compress: str) -> None:
@@ -257,14 +430,24 @@ def to_cog(strip_path: str, out_path: str, compress: str) -> None:
 def colorize_raster(colorizer: Colorizer, path: Path, out: Path,
                     opts: RasterOptions = RasterOptions(), progress: bool = True,
                     z: torch.Tensor | None = None, reference: ReferenceSpec | None = None,
-                    stats: NormStats = None) -> Path:
+                    stats: NormStats = None, io_threads: bool | None = None,
+                    log: Callable[[str], None] | None = None) -> Path:
     """Colorize one raster into a georeferenced RGB GeoTIFF at ``out`` (written atomically),
     following a colour ``reference`` placed on the grid it is colorized on; ``stats``: shared
-    whole-input statistics instead of the raster's own."""
+    whole-input statistics instead of the raster's own.
+
+    Finished tile rows are journaled beside ``out``: a run that was killed resumes after the last
+    of them (same options, model, input, reference and statistics; else it starts over), and the
+    result is the same file. ``io_threads``: read and write in threads beside the network (same
+    output either way); default: on a GPU only (on a 2-core CPU the threads took cores from the
+    network: slower)."""
     name = str(path)
+    if io_threads is None:
+        io_threads = colorizer.device.type != "cpu"
+    say = log or (lambda _msg: None)
     with ExitStack() as stack:
-        stack.enter_context(rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_MB))
         src = stack.enter_context(open_raster(path))
+        stack.enter_context(rasterio.Env(GDAL_CACHEMAX=gdal_cache_bytes(src, opts.match_resolution)))
         grid = src
         if opts.match_resolution:
             model_res = colorizer.config.model.ground_resolution
@@ -276,10 +459,25 @@ def colorize_raster(colorizer: Colorizer, path: Path, out: Path,
         gray = model_gray if grid is src else GrayRaster(src, opts, name)
         ref = None if reference is None else reference.for_grid(
             Grid.of(grid), colorizer.config.model.reference.scale, name)
-        n_tiles = len(tile_windows(grid.height, grid.width, opts.tile, opts.overlap))
-        bar = stack.enter_context(tqdm(total=n_tiles, unit="tile", desc=path.name,
-                                       disable=not progress))
-        blocks = blocks_on_grid(colorizer, model_gray, opts, bar.update, z, ref, stats)
+        tops, lefts, _, _ = colorizer.plan(grid.height, grid.width, opts.tile, opts.overlap)
+        n_rows, n_cols = len(tops), len(lefts)
+        key = job_key(colorizer, path, opts, z, ref, stats)
+        journal = stack.enter_context(RowJournal(out, key)) if key is not None else None
+        done = journal.blocks_done if journal is not None else 0
+        if journal is not None and journal.restarted:
+            say(f"{path.name}: the unfinished output was made with other options, model or input; "
+                "starting over")
+        if done:
+            say(f"{path.name}: resuming an interrupted run, {done} of {n_rows} tile rows already done")
+        bar = stack.enter_context(tqdm(total=n_rows * n_cols, initial=done * n_cols, unit="tile",
+                                       desc=path.name, disable=not progress))
+        read = model_gray.read
+        if io_threads:
+            plan = colorizer.row_reads(grid.height, grid.width, opts.tile, opts.overlap, done)
+            read = stack.enter_context(ReadAhead(model_gray.read, plan))
+        blocks = blocks_on_grid(colorizer, model_gray, opts, bar.update, z, ref, stats, done, read)
+        profile, has_mask = output_profile(gray.src, gray.bands, opts.compress)
+        to_colour = colour_arrays(colorizer, gray, profile, has_mask)
 
         def write(tmp: str) -> None:
             final = tmp
@@ -287,13 +485,14 @@ def colorize_raster(colorizer: Colorizer, path: Path, out: Path,
                 final, tmp = tmp, f"{tmp}.strips.tif"
             try:
                 if grid is src:
-                    write_colour(tmp, colorizer, gray, blocks, opts)
+                    write_blocks(tmp, profile, blocks, to_colour, journal, io_threads, src.tags())
                 else:
                     raw_path = f"{tmp}.model_grid.tif"
                     try:
-                        write_raw(raw_path, grid, colorizer.generator.out_channels, blocks)
-                        write_colour(tmp, colorizer, gray,
-                                     blocks_resampled_back(colorizer, gray, raw_path), opts)
+                        write_blocks(raw_path, raw_profile(grid, colorizer.generator.out_channels),
+                                     blocks, raw_arrays, journal, io_threads)
+                        write_blocks(tmp, profile, blocks_resampled_back(colorizer, gray, raw_path),
+                                     to_colour, None, io_threads, src.tags())
                     finally:
                         _remove(raw_path)
                 if opts.cog:
@@ -302,7 +501,10 @@ def colorize_raster(colorizer: Colorizer, path: Path, out: Path,
                 if opts.cog:
                     _remove(tmp)
 
-        return atomic_write(out, write)
+        result = atomic_write(out, write)
+        if journal is not None:
+            journal.discard()
+        return result
 
 
 def _remove(path: str) -> None:
