@@ -147,7 +147,7 @@ def test_validation_and_batchnorm_calibration_show_progress_on_a_terminal(shared
         monkeypatch.setattr(sys, "stderr", stream)
         train(cfg, resume=False, progress=progress)
         text = stream.getvalue()
-        assert ("validation: " in text) == progress and ("2/2" in text) == progress
+        assert ("validation: " in text) == progress and ("/2 [" in text) == progress
         assert ("batch-norm calibration: " in text) == progress
 
 
