@@ -28,7 +28,7 @@ from ..imageio import read_image, set_pixel_limit
 from ..infer import load_colorizer
 from ..infer.colorizer import MIN_SIDE, NORM_SAMPLE_SIDE, array_reader, pad_to_multiple, spread_sample
 from ..infer.generator import NormStats
-from ..infer.raster import GDAL_CACHE_MB, GrayRaster, RasterOptions, is_raster, model_grid, open_raster
+from ..infer.raster import GDAL_CACHE_MAX, GrayRaster, RasterOptions, is_raster, model_grid, open_raster
 from .manifest import file_sha256
 
 # Whole-input statistics in a form that crosses processes: one (mean, var) pair of arrays per
@@ -117,7 +117,7 @@ class ArchiveWorker:
         a stretch shared by its group."""
         if not self.measures_stretch(path):
             return None
-        with rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_MB), open_raster(Path(path)) as src:
+        with rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_MAX), open_raster(Path(path)) as src:
             gray = GrayRaster(src, replace(self.spec.raster, stretch="none"), path)
             data = gray._sample_bands().compressed()
         return data[np.linspace(0, data.size - 1, min(count, data.size)).astype(int)] if data.size else None
@@ -128,7 +128,7 @@ class ArchiveWorker:
         with ExitStack() as stack:
             p = Path(path)
             if is_raster(p):
-                stack.enter_context(rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_MB))
+                stack.enter_context(rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_MAX))
                 grid = src = stack.enter_context(open_raster(p))
                 opts = self.raster_options(path, value_range)
                 if opts.match_resolution and self.colorizer.config.model.ground_resolution:

@@ -47,7 +47,7 @@ BLOCK = 512  # output GeoTIFF tile size
 FINISH_ROWS = 512  # rows per block when resampling the result back to the input grid
 PREVIEW_SIDE = 2048  # longest side of --compare previews of rasters
 GDAL_CACHE_MIN = 16 << 20  # bytes; GDAL's block cache would otherwise grow to 5% of the memory
-GDAL_CACHE_MAX = 512 << 20
+GDAL_CACHE_MAX = 512 << 20  # bytes (rasterio reads an integer GDAL_CACHEMAX as bytes)
 
 
 @dataclass(frozen=True)

@@ -27,7 +27,7 @@ from ..data.damage import DAMAGE_TYPES, LABEL
 from ..errors import AerocolorError, ConfigError
 from ..imageio import atomic_write
 from ..infer.generator import pick_device
-from ..infer.raster import GDAL_CACHE_MB, RASTER_SUFFIXES, GrayRaster, RasterOptions, open_raster
+from ..infer.raster import GDAL_CACHE_MAX, RASTER_SUFFIXES, GrayRaster, RasterOptions, open_raster
 from .borders import area_rows, picture_area
 from .fill import choose_fill
 from .model import RestoreModel, load_restore_model
@@ -199,7 +199,7 @@ def restore_file(restorer: Restorer, path: Path, out_dir: Path, progress: bool =
     if target.resolve() == path.resolve():
         raise AerocolorError(f"{path}: the output would overwrite the input; give another --out folder")
     opts = restorer.opts
-    with rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_MB, GDAL_TIFF_INTERNAL_MASK=True), \
+    with rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_MAX, GDAL_TIFF_INTERNAL_MASK=True), \
             warnings.catch_warnings():
         warnings.simplefilter("ignore", NotGeoreferencedWarning)
         src = open_raster(path)
