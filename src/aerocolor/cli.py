@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Annotated
 
@@ -150,55 +151,50 @@ def colorize(
                              out / ".reference_tiles", warn=lambda m: typer.echo(f"warning: {m}", err=True))
         if model is None and reference_model_path().is_file():
             model = reference_model_path()
+    archive_job = engine != "local" or archive or consistent
+    if archive_job and consistent and (samples or style is not None):
+        raise AerocolorError("--consistent shares one set of statistics per group; it does not combine "
+                             "with --samples or --style (colorize the variants without --consistent)")
+    if archive_job and spec is not None:
+        raise AerocolorError("--reference is not available in archive jobs (--engine ray, --archive, "
+                             "--consistent) yet: colorize with a reference on the local engine")
     files = expand_inputs(items)
     output_folder(out)
-    if restore or mask_borders:
-        import atexit
-        import shutil
-        import tempfile
-
-        from .restore.restore import restore_before_colorizing
-
-        work = Path(tempfile.mkdtemp(prefix=".restored-", dir=out))
-        atexit.register(shutil.rmtree, work, ignore_errors=True)  # also when colorizing fails
-        files = restore_before_colorizing(files, out, work, mask_borders, device)
     raster = RasterOptions(band=band, stretch=stretch, cog=cog, match_resolution=match_resolution,
                            tile=tile, overlap=overlap, batch_size=batch_size)
-    if engine != "local" or archive or consistent:
-        from .archive import ArchiveOptions, run_archive
-        from .archive.worker import WorkSpec
+    with ExitStack() as stack:
+        if restore or mask_borders:
+            from .restore.restore import restored_inputs
 
-        if consistent and (samples or style is not None):
-            raise AerocolorError("--consistent shares one set of statistics per group; it does not combine "
-                                 "with --samples or --style (colorize the variants without --consistent)")
-        if spec is not None:
-            raise AerocolorError("--reference is not available in archive jobs (--engine ray, --archive, "
-                                 "--consistent) yet: colorize with a reference on the local engine")
-        work_spec = WorkSpec(out_dir=out, model=model, device=device, backend=backend, raster=raster,
-                        compare=compare, samples=samples, style=style, seed=seed, max_pixels=max_pixels)
-        summary = run_archive(files, work_spec, ArchiveOptions(
-            engine=engine, ray_address=ray_address, workers=workers, worker_gpus=worker_gpus,
-            consistent=consistent, group_by=group_by, progress=not quiet),
-            warn=lambda m: typer.echo(m, err=True))
-        for line in summary.lines():
-            typer.echo(line, err=line.startswith("failed"))
-        if summary.failed:
-            raise typer.Exit(1)
-        return
-    colorizer = load_colorizer(model, device, backend)
-    colorizer.check_reference(spec)
-    failed: list[str] = []
+            files = stack.enter_context(restored_inputs(files, out, mask_borders, device))
+        if archive_job:
+            from .archive import ArchiveOptions, run_archive
+            from .archive.worker import WorkSpec
 
-    def report(path: Path, e: AerocolorError) -> None:
-        failed.append(str(path))
-        typer.echo(f"error: {e}", err=True)
+            work_spec = WorkSpec(out_dir=out, model=model, device=device, backend=backend, raster=raster,
+                                 compare=compare, samples=samples, style=style, seed=seed, max_pixels=max_pixels)
+            summary = run_archive(files, work_spec, ArchiveOptions(
+                engine=engine, ray_address=ray_address, workers=workers, worker_gpus=worker_gpus,
+                consistent=consistent, group_by=group_by, progress=not quiet),
+                warn=lambda m: typer.echo(m, err=True))
+            for line in summary.lines():
+                typer.echo(line, err=line.startswith("failed"))
+            if summary.failed:
+                raise typer.Exit(1)
+            return
+        colorizer = load_colorizer(model, device, backend)
+        colorizer.check_reference(spec)
+        failed: list[str] = []
 
-    written = colorize_files(colorizer, files, out, compare=compare, tile=tile, overlap=overlap,
-                             skip_existing=skip_existing, warn=lambda m: tqdm.write(m, file=sys.stderr),
-                             raster=raster, latents=latent_variants(colorizer, samples, style, seed), progress=not quiet,
-                             on_error=report if len(files) > 1 else None, reference=spec)
-    if restore or mask_borders:
-        shutil.rmtree(work, ignore_errors=True)
+        def report(path: Path, e: AerocolorError) -> None:
+            failed.append(str(path))
+            typer.echo(f"error: {e}", err=True)
+
+        written = colorize_files(colorizer, files, out, compare=compare, tile=tile, overlap=overlap,
+                                 skip_existing=skip_existing, warn=lambda m: tqdm.write(m, file=sys.stderr),
+                                 raster=raster, latents=latent_variants(colorizer, samples, style, seed),
+                                 progress=not quiet, on_error=report if len(files) > 1 else None,
+                                 reference=spec)
     for p in written:
         typer.echo(str(p))
     if failed:

@@ -8,8 +8,11 @@ read with a halo above and below, so memory stays bounded by one strip.
 
 from __future__ import annotations
 
+import shutil
+import tempfile
 import warnings
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -260,12 +263,18 @@ def restore_file(restorer: Restorer, path: Path, out_dir: Path, progress: bool =
     return target, mask_target
 
 
-def restore_before_colorizing(inputs: list[Path], out_dir: Path, work_dir: Path, mask_borders: bool = False,
-                              device: str = "auto") -> list[Path]:
-    """``colorize --restore``: restored copies of the inputs, with the same names, in
-    ``work_dir``, to colorize instead; the masks go to ``out_dir``."""
+@contextmanager
+def restored_inputs(inputs: list[Path], out_dir: Path, mask_borders: bool = False,
+                    device: str = "auto") -> Iterator[list[Path]]:
+    """``colorize --restore``: restored copies of the inputs, with the same names, in a hidden
+    folder of ``out_dir`` that is removed on leaving (also after an error), to colorize instead;
+    the masks go to ``out_dir``."""
     restorer = Restorer.load(None, RestoreOptions(mask_borders=mask_borders, device=device))
-    return [restore_file(restorer, p, work_dir, mask_dir=out_dir)[0] for p in inputs]
+    work = Path(tempfile.mkdtemp(prefix=".restored-", dir=out_dir))
+    try:
+        yield [restore_file(restorer, p, work, mask_dir=out_dir)[0] for p in inputs]
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
 
 
 def restore_files(restorer: Restorer, inputs: list[Path], out_dir: Path, progress: bool = True,
