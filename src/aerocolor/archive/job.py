@@ -3,7 +3,6 @@ colorize on an engine with one overall progress bar, then catalogue the results.
 
 from __future__ import annotations
 
-import glob
 import re
 import sys
 import time
@@ -17,6 +16,7 @@ from tqdm import tqdm
 
 from .. import __version__
 from ..errors import AerocolorError
+from ..imageio import remove_orphaned_temps
 from ..infer.colorizer import NORM_SAMPLE_PIXELS, NORM_SAMPLE_SIDE, spread_sample
 from ..infer.raster import is_raster, open_raster
 from .catalog import MOSAIC_NAME, write_mosaic, write_stac
@@ -134,15 +134,6 @@ def make_engine(spec: WorkSpec, opts: ArchiveOptions):
     return RayEngine(spec, opts.ray_address, opts.workers, gpus_per_worker=opts.worker_gpus)
 
 
-def remove_orphans(out_dir: Path, inputs: list[Path], suffix: str) -> None:
-    """Temp files left by workers killed while writing the outputs of ``inputs``
-    (``atomic_write`` names them .NAME.*, NAME being STEM{suffix}... or STEM_compare...)."""
-    for p in inputs:
-        for prefix in (f".{p.stem}{suffix}", f".{p.stem}_compare"):
-            for tmp in out_dir.glob(f"{glob.escape(prefix)}*"):
-                tmp.unlink(missing_ok=True)
-
-
 def run_archive(files: list[Path], spec: WorkSpec, opts: ArchiveOptions = ArchiveOptions(), warn=print,
                 on_record=None) -> JobSummary:
     """Colorize ``files`` into ``spec.out_dir`` as one job (see the module docstring);
@@ -213,7 +204,7 @@ def run_archive(files: list[Path], spec: WorkSpec, opts: ArchiveOptions = Archiv
             summary.lost = engine.lost
             engine.close()
         summary.megapixels = sum(sizes[Path(r["input"])] for r in records if r["status"] == "done")
-    remove_orphans(out_dir, todo, spec.suffix)
+    remove_orphaned_temps(out_dir)  # of workers killed while writing
     catalogue(out_dir, files, manifest.latest(), summary, warn)
     summary.seconds = time.perf_counter() - start
     return summary
