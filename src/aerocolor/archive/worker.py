@@ -26,7 +26,7 @@ from ..colorize import colorize_one, latent_variants, to_gray
 from ..errors import AerocolorError
 from ..imageio import read_image, set_pixel_limit
 from ..infer import load_colorizer
-from ..infer.colorizer import MIN_SIDE, NORM_SAMPLE_SIDE, array_reader, pad_to_multiple, spread_sample
+from ..infer.colorizer import MIN_SIDE, array_reader, pad_to_multiple, spread_blocks
 from ..infer.generator import NormStats
 from ..infer.raster import GDAL_CACHE_MAX, GrayRaster, RasterOptions, is_raster, model_grid, open_raster
 from .manifest import file_sha256
@@ -137,10 +137,7 @@ class ArchiveWorker:
             else:
                 gray = to_gray(read_image(p))
                 read, (h, w) = array_reader(gray), gray.shape
-            side = min(NORM_SAMPLE_SIDE, h, w)
-            grid_blocks = [(t, lft, side, side) for t in range(0, h - side + 1, side)
-                           for lft in range(0, w - side + 1, side)]
-            return [np.asarray(read(*win), np.float32) for win in spread_sample(grid_blocks, blocks)]
+            return [np.asarray(read(*win), np.float32) for win in spread_blocks(h, w, blocks)]
 
     @torch.no_grad()
     def group_stats(self, blocks: list[np.ndarray]) -> PortableStats:

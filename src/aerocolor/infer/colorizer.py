@@ -127,9 +127,15 @@ def norm_sample_windows(h: int, w: int, budget: int, block: int = NORM_SAMPLE_SI
     if h * w <= budget:
         return [(0, 0, h, w)]
     side = min(block, h, w)
+    return spread_blocks(h, w, max(1, budget // (side * side)), block)
+
+
+def spread_blocks(h: int, w: int, count: int, block: int = NORM_SAMPLE_SIDE) -> list[tuple[int, int, int, int]]:
+    """Up to ``count`` disjoint squares of at most ``block`` a side spread evenly over an HxW input."""
+    side = min(block, h, w)
     grid = [(t, lft, side, side) for t in range(0, h - side + 1, side)
             for lft in range(0, w - side + 1, side)]
-    return spread_sample(grid, max(1, budget // (side * side)))
+    return spread_sample(grid, count)
 
 
 def check_tiling(tile: int, overlap: int, batch_size: int = 1) -> None:
