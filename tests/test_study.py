@@ -132,3 +132,16 @@ def test_an_edited_study_does_not_mix_old_results(smoke):
     with pytest.raises(ConfigError, match="pix2pix-default: trained with another config"):
         run_study(STUDIES / "smoke.yaml", [*smoke["settings"], "base.optim.lr_G=0.001"],
                   progress=False, log=lambda m: None)
+
+
+def test_only_runs_the_named_runs_and_names_the_choices(smoke):
+    """--only: one run of a study (e.g. as one of several parallel processes); the table then
+    holds that run alone, and a name not in the study is refused with the names it has."""
+    log: list[str] = []
+    run_study(STUDIES / "smoke.yaml", smoke["settings"], progress=False, log=log.append,
+              only=[PAPER_GRID[1]])
+    assert log == [f"{PAPER_GRID[1]}: finished earlier, kept"]
+    with (smoke["out"] / "results.csv").open() as f:
+        assert [r["run"] for r in csv.DictReader(f)] == [PAPER_GRID[1]]
+    with pytest.raises(ConfigError, match=f"no run named nope: choose from {PAPER_GRID[0]}"):
+        run_study(STUDIES / "smoke.yaml", smoke["settings"], progress=False, log=log.append, only=["nope"])

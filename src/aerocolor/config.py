@@ -80,6 +80,8 @@ class DataConfig(_Strict):
     balance: Literal["none", "source", "source_class"] = Field(
         "none", description="colour images drawn so that each source (first folder below a train "
         "folder) and, with source_class, each scene class in the file names is drawn equally often")
+    balance_strength: float = Field(1.0, ge=0, le=1, description="1: equal shares; 0: the file counts' "
+                                    "own proportions; between: shares proportional to count ** (1 - strength)")
 
 
 class OptimConfig(_Strict):

@@ -178,10 +178,16 @@ def run_one(name: str, cfg: Config, spec: StudySpec, scorer: Scorer | None, prog
 
 
 def run_study(path: str | Path, overrides: list[str] | None = None, progress: bool = True,
-              log: Callable[[str], None] = print) -> list[Path]:
-    """Train and evaluate every run of a study (skipping finished ones); write the tables."""
+              log: Callable[[str], None] = print, only: list[str] | None = None) -> list[Path]:
+    """Train and evaluate every run of a study (skipping finished ones), or the runs named in
+    ``only``; write the tables of the runs done."""
     spec = load_study(path, overrides)
     runs = study_runs(spec)
+    if only:
+        unknown = sorted(set(only) - set(runs))
+        if unknown:
+            raise ConfigError(f"{path}: no run named {', '.join(unknown)}: choose from {', '.join(runs)}")
+        runs = {name: cfg for name, cfg in runs.items() if name in only}
     if not spec.evaluate.data and not spec.evaluate.old:
         raise ConfigError(f"{path}: evaluate.data or evaluate.old must name image folders")
     scorer = None

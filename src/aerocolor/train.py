@@ -69,11 +69,11 @@ def build_dataset(cfg: Config, method_cls: type[Method]):
     d = cfg.data
     if method_cls.data_kind == "paired":
         return PairedColorDataset(d.train, d.crop_size, cfg.train.seed, d.load_size, d.flip, d.rotate90,
-                                  d.age, d.balance)
+                                  d.age, d.balance, d.balance_strength)
     from .data.unpaired import UnpairedDataset
 
     return UnpairedDataset(d.train_a, d.train, d.crop_size, cfg.train.seed, d.load_size, d.flip, d.rotate90,
-                           d.age, d.balance)
+                           d.age, d.balance, d.balance_strength)
 
 
 def total_steps(cfg: Config, steps_per_epoch: int) -> tuple[int, int]:
@@ -291,7 +291,8 @@ def train(cfg: Config, resume: bool = True, until_step: int | None = None, progr
     while state.step < end:
         batch = {k: v.to(device, non_blocking=True) for k, v in next(batches).items()}
         if t.channels_last:
-            batch = {k: v.contiguous(memory_format=torch.channels_last) for k, v in batch.items()}
+            batch = {k: v.contiguous(memory_format=torch.channels_last) if v.dim() == 4 else v
+                     for k, v in batch.items()}
         losses = method.train_step(batch)
         check_finite(losses, state.step + 1, dataset, sampler)
         for s in schedulers.values():

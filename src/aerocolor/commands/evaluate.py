@@ -73,9 +73,12 @@ def study(
     overrides: Annotated[list[str] | None, typer.Option(
         "--set", help="Override a study value: key.sub=value (repeatable).")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
+    only: Annotated[list[str] | None, typer.Option(
+        "--only", help="Train and evaluate only this run (label-variant, repeatable), e.g. to run "
+        "a study's runs as parallel processes; a final call without --only writes the whole table.")] = None,
 ) -> None:
     """Train and evaluate a grid of methods x options into one results table. Rerun to resume."""
     from ..study import run_study
 
-    for path in run_study(spec, overrides or [], progress=not quiet, log=typer.echo):
+    for path in run_study(spec, overrides or [], progress=not quiet, log=typer.echo, only=only):
         typer.echo(str(path))

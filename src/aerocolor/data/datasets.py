@@ -13,7 +13,7 @@ from torch.utils.data import Dataset, Sampler
 from ..color import gray_from_rgb, to_tensor
 from ..errors import ConfigError
 from ..imageio import list_images, read_image
-from .balance import balance_weights
+from .balance import balance_weights, scene_ids
 
 NODATA_TOLERANCE = 1.0 / 255
 
@@ -107,20 +107,22 @@ def make_ager(age: dict | None) -> Ager | None:
 class PairedColorDataset(Dataset):
     """Colour images; each sample is a random crop with its gray version made on the fly.
 
-    A sample is a dict of ``rgb`` (3,S,S), ``gray`` (1,S,S) in [0, 1] and ``mask`` (1,S,S): 0 on
+    A sample is a dict of ``rgb`` (3,S,S), ``gray`` (1,S,S) in [0, 1], ``mask`` (1,S,S): 0 on
     pure-black no-data pixels and on padding (images smaller than the crop are padded, never
-    upscaled).
+    upscaled), and ``scene``: the scene class in the file name as an index into
+    ``scene_names`` (-1: none).
     """
 
     def __init__(self, folders: list[str], crop_size: int, seed: int = 0, load_size: int | None = None,
                  flip: bool = True, rotate90: bool = True, age: dict | None = None,
-                 balance: str = "none"):
+                 balance: str = "none", balance_strength: float = 1.0):
         if not folders:
             raise ConfigError("no training images: give --data FOLDER (colour images)")
         self.files = list_images(folders)
         if not self.files:
             raise ConfigError(f"no images found in {', '.join(map(str, folders))}: give folders of PNG/JPEG/TIFF")
-        self.weights = balance_weights(self.files, folders, balance)  # for the sampler
+        self.weights = balance_weights(self.files, folders, balance, balance_strength)  # for the sampler
+        self.scene, self.scene_names = scene_ids(self.files)
         self.crop_size, self.seed, self.load_size = crop_size, seed, load_size
         self.flip, self.rotate90 = flip, rotate90
         self.ager = make_ager(age)
@@ -143,7 +145,8 @@ class PairedColorDataset(Dataset):
         rgb = to_tensor(img)
         # the ager sees the colour crop: its film response weighs the channels itself
         gray = gray_from_rgb(rgb) if self.ager is None else to_tensor(self.ager(img, rng))
-        return {"rgb": rgb[0], "gray": gray[0], "mask": to_tensor(mask)[0]}
+        return {"rgb": rgb[0], "gray": gray[0], "mask": to_tensor(mask)[0],
+                "scene": torch.tensor(self.scene[index])}
 
 
 class EpochSampler(Sampler):

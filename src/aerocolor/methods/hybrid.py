@@ -24,7 +24,9 @@ from ..color import net_input, net_target
 from ..config import ModelConfig, OptimConfig
 from ..losses import discriminator_loss, gan_loss, masked_l1, moment_match_l1
 from ..nets import build_discriminator, build_generator
+from ..nets.generators import capture_scene_features
 from .base import Method, MethodOptions, adam, parameters_of, register, set_requires_grad, unwrap
+from .scene import SceneHead, scene_head_groups
 
 
 class HybridOptions(MethodOptions):
@@ -33,6 +35,9 @@ class HybridOptions(MethodOptions):
     lambda_gp: float = 10.0
     lambda_adapt: float = 1.0  # adversarial term on colorized old photos (0: off)
     lambda_stats: float = 10.0  # colour mean/spread matching on old photos (0: off)
+    adapt_batch: int = 0  # old photos of each batch that the adaptation terms use (0: all)
+    lambda_scene: float = 0.0  # scene-class head on the scene context (pix2pix's option)
+    scene_classes: int = 64
 
 
 @register
@@ -49,10 +54,13 @@ class Hybrid(Method):
         if training:
             self.netD = build_discriminator(cfg.nets, self.in_channels + self.out_channels)
             self.netD_old = build_discriminator(cfg.nets, self.out_channels)
+            if self.opts.lambda_scene > 0:
+                self.netScene = SceneHead(self.netG, self.opts.scene_classes)
+                self.trainable_nets = (*type(self).trainable_nets, "netScene")
 
     def configure_optimizers(self, optim: OptimConfig) -> dict[str, torch.optim.Optimizer]:
         self.optimizers = {
-            "G": adam(self.netG.parameters(), optim, optim.lr_G),
+            "G": adam(scene_head_groups(self, optim.lr_G), optim, optim.lr_G),
             "D": adam(parameters_of([self.netD, self.netD_old]), optim, optim.lr_D),
         }
         return self.optimizers
@@ -61,9 +69,13 @@ class Hybrid(Method):
         mode, gan_mode, o = self.mode, self.cfg.gan_mode, self.opts
         gray_b, real_b = net_input(batch["b_gray"], mode), net_target(batch["b_rgb"], mode)
         old, old_mask, b_mask = net_input(batch["gray"], mode), batch.get("mask"), batch.get("b_mask")
+        if o.adapt_batch > 0:  # fewer old photos: the adaptation terms cost a generator pass each
+            old = old[: o.adapt_batch]
+            old_mask = None if old_mask is None else old_mask[: o.adapt_batch]
         adapt = o.lambda_adapt > 0 or o.lambda_stats > 0
         with self.amp():
-            fake_b = self.netG(gray_b)
+            with capture_scene_features() as scene_features:
+                fake_b = self.netG(gray_b)
             fake_old = self.netG(old) if adapt else None
 
         nets_d = [self.netD, self.netD_old]
@@ -93,6 +105,10 @@ class Hybrid(Method):
                 loss_stats = moment_match_l1(fake_old.float(), real_b, old_mask, b_mask)
                 loss_g = loss_g + o.lambda_stats * loss_stats
                 losses["G_stats"] = loss_stats.detach()
+        if o.lambda_scene > 0:
+            loss_scene = unwrap(self.netScene).loss(scene_features, batch["b_scene"])
+            loss_g = loss_g + o.lambda_scene * loss_scene
+            losses["G_scene"] = loss_scene.detach()
         loss_g.backward()
         self.optimizers["G"].step()
         return losses

@@ -8,8 +8,10 @@ from ..color import net_input, net_target
 from ..config import ModelConfig, OptimConfig
 from ..losses import discriminator_loss, gan_loss, masked_l1, mean_color_l1
 from ..nets import build_discriminator, build_generator
+from ..nets.generators import capture_scene_features
 from ..reference import simulate_references
 from .base import Method, MethodOptions, adam, register, set_requires_grad, unwrap
+from .scene import SceneHead, scene_head_groups
 
 
 class Pix2PixOptions(MethodOptions):
@@ -19,6 +21,9 @@ class Pix2PixOptions(MethodOptions):
     # weight of an L1 term on each image's mean colour (0: off); it targets the scene-wide colour
     # cast, which dominates the colour error of aerial scenes
     lambda_mean_color: float = 0.0
+    # weight of a scene-class head on the generator's scene context (0: off; needs nets.context)
+    lambda_scene: float = 0.0
+    scene_classes: int = 64  # outputs of that head (at least the classes in the training file names)
 
 
 @register
@@ -32,10 +37,13 @@ class Pix2Pix(Method):
         self.netG = build_generator(cfg.nets, self.in_channels + self.reference_channels, self.out_channels)
         if training:  # D judges colour against the gray alone, with or without a reference
             self.netD = build_discriminator(cfg.nets, self.in_channels + self.out_channels)
+            if self.opts.lambda_scene > 0:
+                self.netScene = SceneHead(self.netG, self.opts.scene_classes)
+                self.trainable_nets = (*type(self).trainable_nets, "netScene")
 
     def configure_optimizers(self, optim: OptimConfig) -> dict[str, torch.optim.Optimizer]:
         self.optimizers = {
-            "G": adam(self.netG.parameters(), optim, optim.lr_G),
+            "G": adam(scene_head_groups(self, optim.lr_G), optim, optim.lr_G),
             "D": adam(self.netD.parameters(), optim, optim.lr_D),
         }
         return self.optimizers
@@ -47,7 +55,7 @@ class Pix2Pix(Method):
         ref = None
         if self.reference_channels:
             ref = simulate_references(batch["rgb"], batch.get("mask"), self.cfg.reference, None)
-        with self.amp():
+        with self.amp(), capture_scene_features() as scene_features:
             fake_b = self.netG(self.with_reference(real_a, ref))
 
         set_requires_grad(self.netD, True)
@@ -73,6 +81,10 @@ class Pix2Pix(Method):
             loss_mean = mean_color_l1(fake_b.float(), real_b, batch.get("mask"))
             loss_g = loss_g + self.opts.lambda_mean_color * loss_mean
             losses["G_mean_color"] = loss_mean.detach()
+        if self.opts.lambda_scene > 0:
+            loss_scene = unwrap(self.netScene).loss(scene_features, batch["scene"])
+            loss_g = loss_g + self.opts.lambda_scene * loss_scene
+            losses["G_scene"] = loss_scene.detach()
         loss_g.backward()
         self.optimizers["G"].step()
         return losses

@@ -4,6 +4,9 @@ scene context)."""
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 
 import torch
 import torch.nn as nn
@@ -110,6 +113,22 @@ class ContextPool(nn.Module):
         return x.mean(dim=(2, 3))
 
 
+_SCENE_FEATURES: ContextVar[list[torch.Tensor] | None] = ContextVar("scene_features", default=None)
+
+
+@contextmanager
+def capture_scene_features() -> Iterator[list[torch.Tensor]]:
+    """Collects the pooled scene-context features (N, C) of each :class:`SceneContext` that runs
+    inside the block, in order, e.g. for a training-only scene-class head. Kept per thread and
+    never on the modules, so concurrent calls do not see each other's features."""
+    box: list[torch.Tensor] = []
+    token = _SCENE_FEATURES.set(box)
+    try:
+        yield box
+    finally:
+        _SCENE_FEATURES.reset(token)
+
+
 class SceneContext(nn.Module):
     """Global scene context: the features, downsampled 4x more and averaged over the image,
     become a per-channel scale and shift of the features. Which colour a field or a roof has
@@ -131,7 +150,10 @@ class SceneContext(nn.Module):
         nn.init.zeros_(self.film[-1].bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        scale, shift = self.film(self.pool(self.encode(x))).to(x.dtype).chunk(2, dim=1)
+        pooled = self.pool(self.encode(x))
+        if (box := _SCENE_FEATURES.get()) is not None:
+            box.append(pooled)
+        scale, shift = self.film(pooled).to(x.dtype).chunk(2, dim=1)
         return x * (1 + scale[..., None, None]) + shift[..., None, None]
 
 
