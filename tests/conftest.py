@@ -89,3 +89,6 @@ def town_tiles(shared_data: Path, tmp_path_factory) -> Path:
                                    "--size", "64"])
     assert res.exit_code == 0, res.output
     return out
+
+
+from servers import wmts  # noqa: E402,F401  (the MapProxy WMTS server fixture, for any test file)

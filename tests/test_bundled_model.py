@@ -25,7 +25,7 @@ def test_bundled_model_is_small_and_self_describing(bundled):
 
 def test_bundled_model_beats_the_gray_baseline_on_real_validation_images(bundled, shared_data):
     files = []
-    for sub in ("aid", "maps", "neon"):
+    for sub in ("aid", "maps", "neon", "rsscn7"):
         items = list_images(shared_data / "color/val" / sub)
         files += items[len(items) // 2::max(1, len(items) // 8)][:3]  # from the report half
     ours, gray_scores = [], []

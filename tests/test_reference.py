@@ -12,7 +12,6 @@ import torch
 from rasterio.warp import calculate_default_transform, reproject
 from rasterio.windows import Window
 from test_bad_inputs import run_main
-from test_fetch import wmts  # noqa: F401 (the MapProxy server fixture)
 from typer.testing import CliRunner
 
 from aerocolor.checkpoint import save_checkpoint

@@ -54,6 +54,19 @@ def test_hybrid_study_compares_equal_budgets_from_one_start(monkeypatch):
     assert runs["hybrid-adapt"].model.options["lambda_stats"] == 20.0
 
 
+def test_default_model_study_varies_only_the_scene_head_and_adaptation(monkeypatch):
+    monkeypatch.chdir(ROOT)
+    runs = study_runs(load_study(STUDIES / "default_model_v4.yaml"))
+    assert list(runs) == ["pix2pix-broad", "pix2pix-scene", "hybrid-scene"]
+    budgets = {(r.optim.max_steps, r.optim.batch_size, r.data.crop_size, r.optim.lr_G, r.train.init_from,
+                r.data.balance, r.data.balance_strength) for r in runs.values()}
+    assert len(budgets) == 1  # equal budgets from one start on the same data
+    opts = {n: r.model.options for n, r in runs.items()}
+    assert "lambda_scene" not in opts["pix2pix-broad"] and opts["pix2pix-scene"]["lambda_scene"] > 0
+    assert opts["hybrid-scene"]["lambda_scene"] == opts["pix2pix-scene"]["lambda_scene"]
+    assert opts["hybrid-scene"]["lambda_stats"] > 0 and runs["hybrid-scene"].data.train_a
+
+
 def test_study_errors_name_the_file_and_the_fix(tmp_path):
     bad = tmp_path / "bad.yaml"
     bad.write_text("methods: {pix2pix: {variants: {a: {}}}}\nbudget: 3\n")
