@@ -78,9 +78,16 @@ class CountingGenerator:
         self.pixels += gray.shape[0] * gray.shape[-2] * gray.shape[-1]
         return self.inner(gray, z, stats)
 
-    def pooled_norm_stats(self, gray, z):
+    def pooled_norm_stats(self, gray, z, ref=None):
         self.stats_pixels += gray.shape[0] * gray.shape[-2] * gray.shape[-1]
-        return self.inner.pooled_norm_stats(gray, z)
+        return self.inner.pooled_norm_stats(gray, z, ref)
+
+    def accumulated_norm_stats(self, batches):
+        def counted():
+            for gray, z, ref in batches():
+                self.stats_pixels += gray.shape[0] * gray.shape[-2] * gray.shape[-1]
+                yield gray, z, ref
+        return self.inner.accumulated_norm_stats(counted)
 
 
 def flop_per_pixel(method, stats_pass: bool) -> float:

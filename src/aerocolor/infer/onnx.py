@@ -41,7 +41,7 @@ from ..errors import CheckpointError
 from ..imageio import atomic_write
 from ..methods import Method
 from ..nets.generators import ContextPool
-from .generator import DEFAULT_OVERLAP, DEFAULT_TILE
+from .generator import DEFAULT_OVERLAP, DEFAULT_TILE, StatsBatches, merge_moments
 from .torch_backend import instance_norms, z_dim
 
 log = logging.getLogger("aerocolor")
@@ -162,8 +162,8 @@ class ExportedGenerator(nn.Module):
         return raw, rgb, torch.cat([t for m in self.norms for t in m.pooled])
 
 
-def onnx_metadata(method: Method, config: Config, tile: int, overlap: int, norm_stats_size: int
-                  ) -> dict[str, str]:
+def onnx_metadata(method: Method, config: Config, tile: int, overlap: int, norm_stats_size: int,
+                  norm_layers: int) -> dict[str, str]:
     norms = norm_stats_size > 0
     return {
         "producer": f"aerocolor {__version__}",
@@ -187,6 +187,7 @@ def onnx_metadata(method: Method, config: Config, tile: int, overlap: int, norm_
         "overlap": str(overlap),
         "instance_norm": "shared_stats_inputs" if norms else "none",
         "norm_stats_size": str(norm_stats_size),
+        "norm_layers": str(norm_layers),
         "ground_resolution": "" if config.model.ground_resolution is None
         else str(config.model.ground_resolution),
         "config": json.dumps(config.model_dump(mode="json")),
@@ -228,7 +229,8 @@ def export_onnx(method: Method, config: Config, out: str | Path | None = None,
     model = onnx.load_from_string(buf.getvalue())
     for name, value in defaults.items():  # an initializer named like an input is its default
         model.graph.initializer.append(onnx.numpy_helper.from_array(value.numpy(), name))
-    onnx.helper.set_model_props(model, onnx_metadata(method, config, tile, overlap, n_stats))
+    onnx.helper.set_model_props(model, onnx_metadata(method, config, tile, overlap, n_stats,
+                                                        len(exported.norms)))
     model.doc_string = __doc__.split("\n\n")[1].replace("\n", " ")
     data = model.SerializeToString()
     if out is not None:
@@ -286,6 +288,7 @@ class OnnxGenerator:
                                   "inputs; export it again with 'aerocolor export CKPT --onnx OUT'")
         self.stats_session = self.stats_only(model, options, providers) if self.instance_norm else None
         self.norm_stats_size = int(meta.get("norm_stats_size", 0))
+        self.norm_layers = int(meta.get("norm_layers", 0))  # 0: not recorded (an older export)
 
     @staticmethod
     def stats_only(model: bytes | str, options, providers: list[str]):
@@ -329,3 +332,16 @@ class OnnxGenerator:
         feeds = self._feeds(gray, z, (0.0, 1.0, 0.0), unused, ref)
         names = {i.name for i in self.stats_session.get_inputs()}
         return self.stats_session.run(["pooled_norm_stats"], {k: v for k, v in feeds.items() if k in names})[0]
+
+    def stats_waves(self, z: torch.Tensor | None) -> int:
+        """1 for a graph with one whole-input layer; 0 (one batch) with more: its statistics
+        inputs mix the same way in every layer, so layers cannot be pooled one after another."""
+        return int(self.norm_layers == 1)
+
+    def accumulated_norm_stats(self, batches: StatsBatches) -> np.ndarray:
+        parts = []
+        for gray, z, ref in batches():
+            pooled = torch.from_numpy(self.pooled_norm_stats(gray, z, ref))
+            half = len(pooled) // 2
+            parts.append((gray.shape[0] * gray.shape[-2] * gray.shape[-1], pooled[:half], pooled[half:]))
+        return torch.cat(merge_moments(parts)).numpy()

@@ -18,6 +18,7 @@ from ..methods import Method, get_method
 from ..methods.base import unwrap
 from ..nets.generators import ContextPool
 from ..nets.layers import StatsComplete, StatsScope, WholeInputStats, stats_scope
+from .generator import StatsBatches, merge_moments
 
 
 def instance_norms(net: nn.Module) -> list[nn.Module]:
@@ -119,12 +120,33 @@ class TorchGenerator:
                           ref: torch.Tensor | None = None) -> WholeInputStats:
         """Run a batch with every norm pooled over the whole batch; their statistics. The pass
         stops at the last norm (a scene context sits mid-network, so about half is skipped)."""
-        with stats_scope(StatsScope(pool=True, stop_after=self.norm_calls(z))) as scope:
+        return self._pooled(gray, z, ref, None, self.norm_calls(z))
+
+    def _pooled(self, gray: torch.Tensor, z: torch.Tensor | None, ref: torch.Tensor | None,
+                given: WholeInputStats | None, layers: int) -> WholeInputStats:
+        """The pooled statistics of the first ``layers`` norms not in ``given`` (which use those)."""
+        with stats_scope(StatsScope(given=given, pool=True, stop_after=layers)) as scope:
             try:
                 self.method.generate(self._input(gray), z, ref)
             except StatsComplete:
                 pass
         return scope.pooled
+
+    def stats_waves(self, z: torch.Tensor | None) -> int:
+        return self.norm_calls(z)
+
+    def accumulated_norm_stats(self, batches: StatsBatches) -> WholeInputStats:
+        """One pass over the batches per norm, in the order they run: each pass stops at its norm,
+        the norms before it normalising with their finished statistics."""
+        done: WholeInputStats = {}
+        while True:
+            parts, layer, z = [], None, None
+            for gray, z, ref in batches():
+                ((layer, (mean, var)),) = self._pooled(gray, z, ref, done, 1).items()
+                parts.append((gray.shape[0] * gray.shape[-2] * gray.shape[-1], mean, var))
+            done[layer] = merge_moments(parts)
+            if len(done) >= self.norm_calls(z):
+                return done
 
     def latent_codes(self, count: int, generator: torch.Generator, ref: torch.Tensor | None
                      ) -> torch.Tensor:
