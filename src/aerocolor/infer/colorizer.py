@@ -268,8 +268,11 @@ class Colorizer:
         return torch.cat(parts, dim=-1)[0].permute(1, 2, 0).cpu().numpy()
 
     def gray_tensor(self, arr: np.ndarray) -> torch.Tensor:
-        t = torch.from_numpy(np.ascontiguousarray(arr, dtype=np.float32))
-        return t[None, None].to(self.device)
+        t = torch.from_numpy(np.ascontiguousarray(arr, dtype=np.float32))[None, None]
+        if self.device.type != "cuda":
+            return t.to(self.device)
+        # through page-locked memory: the copy to the GPU then runs without holding this thread
+        return t.pin_memory().to(self.device, non_blocking=True)
 
     @torch.no_grad()
     def norm_stats(self, read: GrayReader, windows: list[tuple[int, int, int, int]],

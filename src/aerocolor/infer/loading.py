@@ -42,10 +42,11 @@ def reference_model_path() -> Path:
 
 
 def torch_colorizer(method: Method, config: Config, device: str | torch.device = "cpu",
-                    source: str = "") -> Colorizer:
-    """A colorizer running a method's generator with torch."""
+                    source: str = "", precision: str = "auto") -> Colorizer:
+    """A colorizer running a method's generator with torch (``precision``: see
+    :class:`TorchGenerator`)."""
     dev = device if isinstance(device, torch.device) else pick_device(device)
-    colorizer = Colorizer(TorchGenerator(method, dev), config, dev, source)
+    colorizer = Colorizer(TorchGenerator(method, dev, precision=precision), config, dev, source)
     colorizer.backend = "torch"
     return colorizer
 
