@@ -35,10 +35,10 @@ def stats_both_ways(colorizer, gray: np.ndarray, tile: int = 512):
     sample = norm_sample_windows(*gray.shape, colorizer.norm_sample_pixels, SIDE)
     z = colorizer.latent(None)
     colorizer.stats_chunk_pixels = 10**9
-    assert len(colorizer.stats_chunks(sample, z)) == 1
+    assert len(colorizer.stats_chunks(sample, SIDE * SIDE, z)) == 1
     whole = colorizer.norm_stats(array_reader(gray), windows, z)
     colorizer.stats_chunk_pixels = PER_CHUNK * SIDE * SIDE
-    chunks = len(colorizer.stats_chunks(sample, z))
+    chunks = len(colorizer.stats_chunks(sample, SIDE * SIDE, z))
     return whole, colorizer.norm_stats(array_reader(gray), windows, z), chunks
 
 
@@ -82,7 +82,7 @@ def test_instance_norm_net_statistics_accumulated_layer_by_layer(gray):
     # by default such nets keep one batch: a pass per norm would cost more than it saves
     sample = norm_sample_windows(*gray.shape, BLOCKS * SIDE * SIDE, SIDE)
     colorizer.stats_chunk_pixels = PER_CHUNK * SIDE * SIDE
-    assert len(colorizer.stats_chunks(sample, None)) == 1
+    assert len(colorizer.stats_chunks(sample, SIDE * SIDE, None)) == 1
     colorizer.max_stats_waves = waves
     whole, chunked, chunks = stats_both_ways(colorizer, gray)
     assert chunks == BLOCKS // PER_CHUNK and len(chunked) == waves

@@ -295,22 +295,28 @@ class Colorizer:
                 [pad_planes(reference.window(*win).to(self.device), *tiles.shape[-2:]) for win in wins])
             return tiles, zz, planes
 
-        chunks = self.stats_chunks(sample, z)
+        return self.pooled_stats(sample, sample[0][2] * sample[0][3], batch, z)
+
+    def pooled_stats(self, items: list, item_pixels: int, batch: Callable[[list], tuple],
+                     z: torch.Tensor | None) -> NormStats:
+        """Whole-input statistics pooled over equal ``items`` (windows, blocks) of ``item_pixels``
+        each, ``batch`` making a generator batch (gray, z, ref) of some of them: accumulated a
+        few at a time where the generator can (see :meth:`stats_chunks`), else one batch."""
+        chunks = self.stats_chunks(items, item_pixels, z)
         if len(chunks) == 1:
-            return self.generator.pooled_norm_stats(*batch(sample))
+            return self.generator.pooled_norm_stats(*batch(items))
         return self.generator.accumulated_norm_stats(lambda: (batch(c) for c in chunks))
 
-    def stats_chunks(self, sample: list[tuple[int, int, int, int]], z: torch.Tensor | None
-                     ) -> list[list[tuple[int, int, int, int]]]:
-        """The statistics sample in batches of at most ``stats_chunk_pixels``, where the
-        generator accumulates statistics in at most ``max_stats_waves`` passes over them (a
+    def stats_chunks(self, items: list, item_pixels: int, z: torch.Tensor | None) -> list[list]:
+        """The items of a statistics sample in batches of at most ``stats_chunk_pixels``, where
+        the generator accumulates statistics in at most ``max_stats_waves`` passes over them (a
         scene-context model needs one; an instance-norm net one per norm, 10 to 30, and the
         recomputation would cost more than the memory saved: it keeps one batch)."""
         waves = self.generator.stats_waves(z)
-        per = max(1, self.stats_chunk_pixels // (sample[0][2] * sample[0][3]))
-        if not 0 < waves <= self.max_stats_waves or len(sample) <= per:
-            return [sample]
-        return [sample[i:i + per] for i in range(0, len(sample), per)]
+        per = max(1, self.stats_chunk_pixels // item_pixels)
+        if not 0 < waves <= self.max_stats_waves or len(items) <= per:
+            return [items]
+        return [items[i:i + per] for i in range(0, len(items), per)]
 
     def plan(self, h: int, w: int, tile: int, overlap: int) -> tuple[list[int], list[int], int, int]:
         """This generator's tiling of an HxW input (see :func:`tile_plan`)."""
