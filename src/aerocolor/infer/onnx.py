@@ -310,6 +310,10 @@ class OnnxGenerator:
             raise CheckpointError(f"{source}: exported by an older aerocolor without instance-norm statistics "
                                   "inputs; export it again with 'aerocolor export CKPT --onnx OUT'")
         self.stats_session = self.stats_only(model, options, providers) if self.instance_norm else None
+        # the arena hands its free chunks back after each run: without it, chunks cut for one
+        # shape (statistics blocks, a tile) sat beside those of the next (+400 MB at 16384 px wide)
+        self.run_options = ort.RunOptions()
+        self.run_options.add_run_config_entry("memory.enable_memory_arena_shrinkage", "cpu:0")
         self.norm_stats_size = int(meta.get("norm_stats_size", 0))
         self.norm_layers = int(meta.get("norm_layers", 0))  # 0: not recorded (an older export)
 
@@ -345,7 +349,7 @@ class OnnxGenerator:
     def __call__(self, gray: torch.Tensor, z: torch.Tensor | None,
                  stats: np.ndarray | None = None, ref: torch.Tensor | None = None) -> torch.Tensor:
         weights = (0.0, 0.0, 1.0) if stats is not None else None
-        raw = self.session.run(["raw"], self._feeds(gray, z, weights, stats, ref))[0]
+        raw = self.session.run(["raw"], self._feeds(gray, z, weights, stats, ref), self.run_options)[0]
         return torch.from_numpy(raw).to(gray.device)
 
     def pooled_norm_stats(self, gray: torch.Tensor, z: torch.Tensor | None,
@@ -354,7 +358,8 @@ class OnnxGenerator:
         unused = np.zeros(self.norm_stats_size, np.float32)  # the cut graph keeps no input defaults
         feeds = self._feeds(gray, z, (0.0, 1.0, 0.0), unused, ref)
         names = {i.name for i in self.stats_session.get_inputs()}
-        return self.stats_session.run(["pooled_norm_stats"], {k: v for k, v in feeds.items() if k in names})[0]
+        feeds = {k: v for k, v in feeds.items() if k in names}
+        return self.stats_session.run(["pooled_norm_stats"], feeds, self.run_options)[0]
 
     def stats_waves(self, z: torch.Tensor | None) -> int:
         """1 for a graph with one whole-input layer; 0 (one batch) with more: its statistics
