@@ -33,7 +33,6 @@ import argparse
 import inspect
 import json
 import os
-import resource
 import subprocess
 import sys
 import tempfile
@@ -153,7 +152,7 @@ def run_one(model: str, raster: str, backend: str, out: str) -> dict:
     return {"seconds": seconds, "flop": counting.pixels * full + counting.stats_pixels * stats,
             "tile": opts.tile, "batch": opts.batch_size, "backend": chosen,
             "threads": torch.get_num_threads(),
-            "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+            "peak_mb": resident_mb("VmHWM")}
 
 
 def conv_ceiling(side: int, repeats: int = 5) -> dict[str, float]:
@@ -228,7 +227,8 @@ def load() -> str:
 
 
 def resident_mb(field: str = "VmRSS") -> float:
-    """This process's resident memory now (VmRSS), or its peak so far (VmHWM), in MB."""
+    """This process's resident memory now (VmRSS), or its peak so far (VmHWM), in MB. (Not
+    getrusage's ru_maxrss: a child process inherits its parent's through fork and exec.)"""
     with open("/proc/self/status") as f:
         return next(int(line.split()[1]) for line in f if line.startswith(field)) / 1024
 
@@ -252,7 +252,7 @@ def run_stats_one(model: str, raster: str, backend: str, chunked: bool) -> dict:
         start = time.perf_counter()
         colorizer.norm_stats(gray.read, [(t, lft, th, tw) for t in tops for lft in lefts], None)
         seconds = time.perf_counter() - start
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    peak = resident_mb("VmHWM")
     return {"seconds": seconds, "before_mb": before, "peak_mb": peak}
 
 
@@ -296,7 +296,7 @@ def run_memory_one(model: str, raster: str, backend: str, io_threads: bool) -> d
     seconds = time.perf_counter() - start
     out.unlink()
     return {"seconds": seconds, "loaded_mb": loaded, "threads": bool(threads) and io_threads,
-            "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+            "peak_mb": resident_mb("VmHWM")}
 
 
 def memory_table(shapes: list[str], backends: list[str], model: str, base_src: Path | None) -> None:
