@@ -20,6 +20,11 @@ a few tile rows high has the same streaming buffers, so it stands in for it in m
 older tree side by side (--base):
 
     python benchmarks/colorize_speed.py --memory 2048x2048 896x16384 --base /tmp/base/src
+
+The statistics pass alone (the whole-input statistics gathered before the tiles), run as one
+batch and accumulated in chunks, time and peak memory:
+
+    python benchmarks/colorize_speed.py --stats-memory 4096x4096 --backends torch onnx
 """
 
 from __future__ import annotations
@@ -28,7 +33,6 @@ import argparse
 import inspect
 import json
 import os
-import resource
 import subprocess
 import sys
 import tempfile
@@ -78,9 +82,16 @@ class CountingGenerator:
         self.pixels += gray.shape[0] * gray.shape[-2] * gray.shape[-1]
         return self.inner(gray, z, stats)
 
-    def pooled_norm_stats(self, gray, z):
+    def pooled_norm_stats(self, gray, z, ref=None):
         self.stats_pixels += gray.shape[0] * gray.shape[-2] * gray.shape[-1]
-        return self.inner.pooled_norm_stats(gray, z)
+        return self.inner.pooled_norm_stats(gray, z, ref)
+
+    def accumulated_norm_stats(self, batches):
+        def counted():
+            for gray, z, ref in batches():
+                self.stats_pixels += gray.shape[0] * gray.shape[-2] * gray.shape[-1]
+                yield gray, z, ref
+        return self.inner.accumulated_norm_stats(counted)
 
 
 def flop_per_pixel(method, stats_pass: bool) -> float:
@@ -141,7 +152,7 @@ def run_one(model: str, raster: str, backend: str, out: str) -> dict:
     return {"seconds": seconds, "flop": counting.pixels * full + counting.stats_pixels * stats,
             "tile": opts.tile, "batch": opts.batch_size, "backend": chosen,
             "threads": torch.get_num_threads(),
-            "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+            "peak_mb": resident_mb("VmHWM")}
 
 
 def conv_ceiling(side: int, repeats: int = 5) -> dict[str, float]:
@@ -215,9 +226,56 @@ def load() -> str:
     return " ".join(f"{v:.1f}" for v in os.getloadavg())
 
 
-def resident_mb() -> float:
+def resident_mb(field: str = "VmRSS") -> float:
+    """This process's resident memory now (VmRSS), or its peak so far (VmHWM), in MB. (Not
+    getrusage's ru_maxrss: a child process inherits its parent's through fork and exec.)"""
     with open("/proc/self/status") as f:
-        return next(int(line.split()[1]) for line in f if line.startswith("VmRSS")) / 1024
+        return next(int(line.split()[1]) for line in f if line.startswith(field)) / 1024
+
+
+def run_stats_one(model: str, raster: str, backend: str, chunked: bool) -> dict:
+    """The whole-input statistics pass alone on a raster (default tiling), one batch or chunked:
+    seconds and its peak above everything before it."""
+    import rasterio
+
+    from aerocolor.infer import load_colorizer
+    from aerocolor.infer.raster import GrayRaster, RasterOptions
+
+    colorizer = load_colorizer(model, "cpu", backend)
+    if not chunked:
+        colorizer.stats_chunk_pixels = 2**62
+    opts = RasterOptions()
+    with rasterio.open(raster) as src:
+        gray = GrayRaster(src, opts, raster)
+        tops, lefts, th, tw = colorizer.plan(src.height, src.width, opts.tile, opts.overlap)
+        before = resident_mb("VmHWM")
+        start = time.perf_counter()
+        colorizer.norm_stats(gray.read, [(t, lft, th, tw) for t in tops for lft in lefts], None)
+        seconds = time.perf_counter() - start
+    peak = resident_mb("VmHWM")
+    return {"seconds": seconds, "before_mb": before, "peak_mb": peak}
+
+
+def stats_memory_table(shape: str, backends: list[str], model: str) -> None:
+    """Peak memory and time of the statistics pass alone, as one batch and chunked, each run in a
+    fresh process."""
+    rows, cols = (int(v) for v in shape.lower().split("x"))
+    with tempfile.TemporaryDirectory() as d:
+        raster = Path(d) / f"mosaic_{rows}x{cols}.tif"
+        build_raster(raster, cols, rows)
+        print(f"{datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC; statistics pass of a {rows} x {cols} raster, "
+              f"model {model}; load {load()}")
+        print("| backend | statistics pass | seconds | peak before (MB) | peak (MB) | added (MB) |")
+        print("|---|---|---|---|---|---|")
+        for backend in backends:
+            for chunked in (False, True):
+                cmd = [sys.executable, __file__, "--model", model, "--one-stats", str(raster), backend,
+                       "1" if chunked else "0"]
+                r = json.loads(subprocess.run(cmd, check=True, capture_output=True, text=True
+                                              ).stdout.strip().splitlines()[-1])
+                print(f"| {backend} | {'chunked' if chunked else 'one batch'} | {r['seconds']:.1f} | "
+                      f"{r['before_mb']:.0f} | {r['peak_mb']:.0f} | {r['peak_mb'] - r['before_mb']:.0f} |",
+                      flush=True)
 
 
 def run_memory_one(model: str, raster: str, backend: str, io_threads: bool) -> dict:
@@ -238,7 +296,7 @@ def run_memory_one(model: str, raster: str, backend: str, io_threads: bool) -> d
     seconds = time.perf_counter() - start
     out.unlink()
     return {"seconds": seconds, "loaded_mb": loaded, "threads": bool(threads) and io_threads,
-            "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+            "peak_mb": resident_mb("VmHWM")}
 
 
 def memory_table(shapes: list[str], backends: list[str], model: str, base_src: Path | None) -> None:
@@ -284,6 +342,9 @@ def main() -> None:
     ap.add_argument("--one", nargs=3, metavar=("RASTER", "BACKEND", "OUT"), help=argparse.SUPPRESS)
     ap.add_argument("--memory", nargs="+", metavar="ROWSxCOLS", help="the memory table for these rasters")
     ap.add_argument("--one-memory", nargs=3, help=argparse.SUPPRESS)
+    ap.add_argument("--stats-memory", metavar="ROWSxCOLS",
+                    help="the statistics pass alone on this raster, one batch against chunked")
+    ap.add_argument("--one-stats", nargs=3, help=argparse.SUPPRESS)
     args = ap.parse_args()
     clean_env = dict(os.environ)  # before aerocolor sets its process defaults: each tree sets its own
     from aerocolor.infer import default_model_path
@@ -292,6 +353,13 @@ def main() -> None:
     if args.one_memory:
         raster, backend, threads = args.one_memory
         print(json.dumps(run_memory_one(model, raster, backend, threads == "1")))
+        return
+    if args.one_stats:
+        raster, backend, chunked = args.one_stats
+        print(json.dumps(run_stats_one(model, raster, backend, chunked == "1")))
+        return
+    if args.stats_memory:
+        stats_memory_table(args.stats_memory, [b for b in args.backends if b != "auto"], model)
         return
     if args.memory:
         memory_table(args.memory, [b for b in args.backends if b != "auto"], model, args.base)

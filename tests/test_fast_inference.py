@@ -158,3 +158,28 @@ def test_auto_backend_measures_once_and_follows_its_measurements(tiny_checkpoint
 def test_measure_backends_times_each(tiny_checkpoint):
     speeds = measure_backends({"torch": load_colorizer(tiny_checkpoint, "cpu", "torch")}, side=64, runs=1)
     assert set(speeds) == {"torch"} and speeds["torch"] > 0
+
+
+def test_auto_backend_probes_at_the_default_tile(tmp_path, monkeypatch):
+    """Backends are timed on a tile of the default size (the faster on small tiles need not be
+    the faster on a raster's tiles); measurements from another probe size are not reused."""
+    from aerocolor.checkpoint import save_checkpoint
+    from aerocolor.config import load_config
+    from aerocolor.infer.colorizer import DEFAULT_TILE
+    from aerocolor.methods import METHODS
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    cfg = load_config(None, ["model.nets.ngf=8", "model.nets.netG=unet", "model.nets.unet_depth=4",
+                             "model.nets.norm=batch"])
+    method = METHODS[cfg.model.method](cfg.model, training=False).eval()
+    ckpt = save_checkpoint(tmp_path / "tiny.pt", {"config": cfg.model_dump(mode="json"),
+                                                 "nets": method.nets_state(method.inference_nets)})
+    key = machine_key(ckpt)
+    assert key.endswith(f"probe {DEFAULT_TILE} px")
+    backend_cache_path().parent.mkdir(parents=True)
+    older = key.removesuffix(f" probe {DEFAULT_TILE} px")  # a cache from a probe of unrecorded size
+    backend_cache_path().write_text(json.dumps({older: {"torch": 1e-9, "onnx": 1e-9}}))
+    colorizer = load_colorizer(ckpt, "cpu", "auto")
+    assert colorizer.backend.endswith(f"on a {DEFAULT_TILE} px tile)")
+    measured = json.loads(backend_cache_path().read_text())
+    assert set(measured) == {older, key} and all(v > 1e-6 for v in measured[key].values())

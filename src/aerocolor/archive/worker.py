@@ -149,11 +149,14 @@ class ArchiveWorker:
         h, w = min(b.shape[0] for b in blocks), min(b.shape[1] for b in blocks)
         tops_lefts = [((b.shape[0] - h) // 2, (b.shape[1] - w) // 2) for b in blocks]
         crops = [b[t:t + h, lft:lft + w] for b, (t, lft) in zip(blocks, tops_lefts, strict=True)]
-        tiles = torch.cat([self.colorizer.gray_tensor(c) for c in crops])
-        tiles, _, _ = pad_to_multiple(tiles, generator.size_multiple, MIN_SIDE)
         z = self.colorizer.latent(None)
-        stats = generator.pooled_norm_stats(tiles, None if z is None else z.expand(len(crops), -1))
-        return self.portable(stats)
+
+        def batch(some: list[np.ndarray]):
+            tiles = torch.cat([self.colorizer.gray_tensor(c) for c in some])
+            tiles, _, _ = pad_to_multiple(tiles, generator.size_multiple, MIN_SIDE)
+            return tiles, None if z is None else z.expand(len(some), -1), None
+
+        return self.portable(self.colorizer.pooled_stats(crops, h * w, batch, z))
 
     def whole_input_layers(self) -> list:
         from ..infer.torch_backend import instance_norms

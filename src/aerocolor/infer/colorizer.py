@@ -26,6 +26,8 @@ from .reference import Reference, pad_planes
 
 NORM_SAMPLE_PIXELS = 2**21  # pixels that instance-norm statistics are pooled over
 NORM_SAMPLE_SIDE = 256  # blocks they come from on larger inputs (32 of them: many small blocks cover more)
+STATS_CHUNK_PIXELS = 2**18  # statistics sample pixels run at once: its peak stays below a 1024 px tile's
+MAX_STATS_WAVES = 4  # most passes over the sample that accumulating statistics may take
 COLOUR_CHUNK = 2048  # columns converted to colour at a time, to bound memory on wide rasters
 
 __all__ = ["DEFAULT_BATCH", "DEFAULT_OVERLAP", "DEFAULT_TILE", "Colorizer", "tile_windows"]
@@ -159,6 +161,8 @@ class Colorizer:
 
     norm_sample_pixels = NORM_SAMPLE_PIXELS
     norm_sample_side = NORM_SAMPLE_SIDE
+    stats_chunk_pixels = STATS_CHUNK_PIXELS
+    max_stats_waves = MAX_STATS_WAVES
     backend = ""  # which runtime runs the generator, and why (set by the loaders)
 
     def __init__(self, generator: Generator, config: Config, device: torch.device, source: str = ""):
@@ -264,28 +268,55 @@ class Colorizer:
         return torch.cat(parts, dim=-1)[0].permute(1, 2, 0).cpu().numpy()
 
     def gray_tensor(self, arr: np.ndarray) -> torch.Tensor:
-        t = torch.from_numpy(np.ascontiguousarray(arr, dtype=np.float32))
-        return t[None, None].to(self.device)
+        t = torch.from_numpy(np.ascontiguousarray(arr, dtype=np.float32))[None, None]
+        if self.device.type != "cuda":
+            return t.to(self.device)
+        # through page-locked memory: the copy to the GPU then runs without holding this thread
+        return t.pin_memory().to(self.device, non_blocking=True)
 
     @torch.no_grad()
     def norm_stats(self, read: GrayReader, windows: list[tuple[int, int, int, int]],
                    z: torch.Tensor | None, reference: Reference | None = None) -> NormStats:
         """Instance-norm statistics of the whole input, or of disjoint blocks spread across it
-        (with their reference planes where given), run as one batch whose every layer is
-        normalised with statistics pooled over it."""
+        (with their reference planes where given), every layer normalised with statistics pooled
+        over all of them: accumulated a few blocks at a time where the generator can (see
+        :meth:`stats_chunks`), else run as one batch."""
         if not self.generator.instance_norm or len(windows) < 2:
             return None
         sample = norm_sample_windows(windows[-1][0] + windows[-1][2],
                                      windows[-1][1] + windows[-1][3], self.norm_sample_pixels,
                                      self.norm_sample_side)
-        tiles = torch.cat([self.gray_tensor(read(*win)) for win in sample])
-        tiles, _, _ = pad_to_multiple(tiles, self.generator.size_multiple)
-        zz = None if z is None else z.expand(len(sample), -1)
-        if reference is None:
-            return self.generator.pooled_norm_stats(tiles, zz)
-        planes = torch.cat([pad_planes(reference.window(*win).to(self.device), *tiles.shape[-2:])
-                            for win in sample])
-        return self.generator.pooled_norm_stats(tiles, zz, planes)
+
+        def batch(wins: list[tuple[int, int, int, int]]):
+            tiles = torch.cat([self.gray_tensor(read(*win)) for win in wins])
+            tiles, _, _ = pad_to_multiple(tiles, self.generator.size_multiple)
+            zz = None if z is None else z.expand(len(wins), -1)
+            planes = None if reference is None else torch.cat(
+                [pad_planes(reference.window(*win).to(self.device), *tiles.shape[-2:]) for win in wins])
+            return tiles, zz, planes
+
+        return self.pooled_stats(sample, sample[0][2] * sample[0][3], batch, z)
+
+    def pooled_stats(self, items: list, item_pixels: int, batch: Callable[[list], tuple],
+                     z: torch.Tensor | None) -> NormStats:
+        """Whole-input statistics pooled over equal ``items`` (windows, blocks) of ``item_pixels``
+        each, ``batch`` making a generator batch (gray, z, ref) of some of them: accumulated a
+        few at a time where the generator can (see :meth:`stats_chunks`), else one batch."""
+        chunks = self.stats_chunks(items, item_pixels, z)
+        if len(chunks) == 1:
+            return self.generator.pooled_norm_stats(*batch(items))
+        return self.generator.accumulated_norm_stats(lambda: (batch(c) for c in chunks))
+
+    def stats_chunks(self, items: list, item_pixels: int, z: torch.Tensor | None) -> list[list]:
+        """The items of a statistics sample in batches of at most ``stats_chunk_pixels``, where
+        the generator accumulates statistics in at most ``max_stats_waves`` passes over them (a
+        scene-context model needs one; an instance-norm net one per norm, 10 to 30, and the
+        recomputation would cost more than the memory saved: it keeps one batch)."""
+        waves = self.generator.stats_waves(z)
+        per = max(1, self.stats_chunk_pixels // item_pixels)
+        if not 0 < waves <= self.max_stats_waves or len(items) <= per:
+            return [items]
+        return [items[i:i + per] for i in range(0, len(items), per)]
 
     def plan(self, h: int, w: int, tile: int, overlap: int) -> tuple[list[int], list[int], int, int]:
         """This generator's tiling of an HxW input (see :func:`tile_plan`)."""

@@ -9,6 +9,7 @@ left on the model between calls, so one generator serves many threads at once.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
 from typing import Any, Protocol
 
 import torch
@@ -21,6 +22,8 @@ DEFAULT_BATCH = 1
 
 # Whole-input statistics as a backend keeps them (opaque to the colorizer); None: each input's own
 NormStats = Any
+# () -> the batches (gray, z, ref) of a statistics sample, a few blocks each, read afresh per call
+StatsBatches = Callable[[], Iterable[tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]]]
 
 
 class Generator(Protocol):
@@ -43,6 +46,25 @@ class Generator(Protocol):
                           ref: torch.Tensor | None = None) -> NormStats:
         """Statistics of every whole-input layer pooled over the whole batch (its tiles taken as
         one image)."""
+
+    def stats_waves(self, z: torch.Tensor | None) -> int:
+        """Passes over the batches that :meth:`accumulated_norm_stats` makes: one per whole-input
+        layer (each layer's statistics depend on those before it); 0 when it cannot."""
+
+    def accumulated_norm_stats(self, batches: StatsBatches) -> NormStats:
+        """What :meth:`pooled_norm_stats` gives for all the batches taken as one, accumulated
+        batch by batch, so memory is that of one batch."""
+
+
+def merge_moments(parts: list[tuple[float, torch.Tensor, torch.Tensor]]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-channel (mean, variance) of a union from its parts' (weight, mean, variance), the
+    weight being a part's element count (or anything proportional to it); summed in float64 so
+    the result equals a one-pass reduction to float32 rounding."""
+    total = sum(w for w, _, _ in parts)
+    mean = sum(w * m.double() for w, m, _ in parts) / total
+    square = sum(w * (v.double() + m.double() ** 2) for w, m, v in parts) / total
+    dtype = parts[0][1].dtype
+    return mean.to(dtype), (square - mean**2).clamp(min=0).to(dtype)
 
 
 def pick_device(name: str = "auto") -> torch.device:

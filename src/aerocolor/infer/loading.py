@@ -18,15 +18,17 @@ from ..config import Config
 from ..errors import CheckpointError
 from ..imageio import atomic_write
 from ..methods import Method
-from .colorizer import Colorizer
+from .colorizer import DEFAULT_TILE, Colorizer
 from .generator import pick_device
 from .torch_backend import TorchGenerator, load_method
 
 log = logging.getLogger("aerocolor")
 
 BACKENDS = ("torch", "onnx")  # in order of preference when measured equally fast
-PROBE_SIDE = 512  # side of the gray tile the backends are timed on
-PROBE_RUNS = 3  # timed runs per backend, interleaved; the best of each counts
+# side of the gray tile the backends are timed on: the default tile, since the faster backend
+# on small tiles need not be the faster on the tiles a raster is cut into
+PROBE_SIDE = DEFAULT_TILE
+PROBE_RUNS = 2  # timed runs per backend, interleaved; the best of each counts
 
 
 def default_model_path() -> Path:
@@ -40,10 +42,11 @@ def reference_model_path() -> Path:
 
 
 def torch_colorizer(method: Method, config: Config, device: str | torch.device = "cpu",
-                    source: str = "") -> Colorizer:
-    """A colorizer running a method's generator with torch."""
+                    source: str = "", precision: str = "auto") -> Colorizer:
+    """A colorizer running a method's generator with torch (``precision``: see
+    :class:`TorchGenerator`)."""
     dev = device if isinstance(device, torch.device) else pick_device(device)
-    colorizer = Colorizer(TorchGenerator(method, dev), config, dev, source)
+    colorizer = Colorizer(TorchGenerator(method, dev, precision=precision), config, dev, source)
     colorizer.backend = "torch"
     return colorizer
 
@@ -117,12 +120,14 @@ def backend_cache_path() -> Path:
 
 
 def machine_key(path: Path) -> str:
-    """What a measurement depends on: the model's bytes, the runtimes, the CPU and threads."""
+    """What a measurement depends on: the model's bytes, the runtimes, the CPU and threads, and
+    the probe's tile size."""
     import onnxruntime
 
     digest = hashlib.sha256(path.read_bytes()).hexdigest()[:16]
     return (f"{digest} torch {torch.__version__} onnxruntime {onnxruntime.__version__} "
-            f"{platform.machine()} {platform.processor() or cpu_name()} threads {torch.get_num_threads()}")
+            f"{platform.machine()} {platform.processor() or cpu_name()} threads {torch.get_num_threads()} "
+            f"probe {PROBE_SIDE} px")
 
 
 def cpu_name() -> str:

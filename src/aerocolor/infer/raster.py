@@ -36,7 +36,7 @@ from .. import __version__
 from ..color import gray_from_rgb
 from ..errors import AerocolorError, ImageReadError
 from ..imageio import atomic_write
-from .colorizer import COLOUR_CHUNK, DEFAULT_BATCH, DEFAULT_OVERLAP, DEFAULT_TILE, Colorizer
+from .colorizer import COLOUR_CHUNK, DEFAULT_BATCH, DEFAULT_OVERLAP, DEFAULT_TILE, BlankTest, Colorizer
 from .generator import NormStats
 from .journal import RowJournal, file_checksum
 from .reference import Grid, Reference, ReferenceSpec
@@ -134,6 +134,14 @@ class GrayRaster:
               data: np.ndarray | None = None) -> np.ndarray:
         with self.lock:
             return valid_mask(self.src, self.bands, Window(left, top, width, height), data)
+
+    def blank_test(self) -> BlankTest | None:
+        """Whether a window holds no valid pixel (its tiles need no network: their output is
+        no-data); None for a raster whose every pixel is valid."""
+        flags = [self.src.mask_flag_enums[b - 1] for b in self.bands]
+        if all(MaskFlags.all_valid in f for f in flags) and np.dtype(self.src.dtypes[self.bands[0] - 1]).kind != "f":
+            return None
+        return lambda top, left, height, width: not self.valid(top, left, height, width).any()
 
     def read(self, top: int, left: int, height: int, width: int) -> np.ndarray:
         with self.lock:
@@ -280,7 +288,7 @@ def blocks_on_grid(colorizer: Colorizer, gray: GrayRaster, opts: RasterOptions, 
     tile row ``first_row`` on."""
     yield from colorizer.blend_tiles(read or gray.read, gray.src.height, gray.src.width, opts.tile,
                                      opts.overlap, z, opts.batch_size, progress, reference, stats,
-                                     first_row=first_row)
+                                     gray.blank_test(), first_row)
 
 
 # converts a block (top, gray rows, raw rows) into the arrays written: [bands] or [bands, mask]
@@ -374,6 +382,7 @@ def job_key(colorizer: Colorizer, path: Path, opts: RasterOptions, z: torch.Tens
     return {"input": str(path.resolve()), "input_bytes": stat.st_size,
             "input_mtime_ns": stat.st_mtime_ns, "model_sha256": file_checksum(model),
             "backend": type(colorizer.generator).__name__, "device": str(colorizer.device),
+            "precision": getattr(colorizer.generator, "precision", "float32"),
             "options": asdict(opts), "z": None if z is None else z.flatten().tolist(),
             "reference": None if reference is None else content_digest(
                 [reference.coarse, reference.palette, reference.strength]),

@@ -18,6 +18,7 @@ from ..methods import Method, get_method
 from ..methods.base import unwrap
 from ..nets.generators import ContextPool
 from ..nets.layers import StatsComplete, StatsScope, WholeInputStats, stats_scope
+from .generator import StatsBatches, merge_moments
 
 
 def instance_norms(net: nn.Module) -> list[nn.Module]:
@@ -76,12 +77,28 @@ def inference_copy(method: Method, device: torch.device, channels_last: bool = T
     return inference
 
 
+# autocast dtype of each precision (None: none); bfloat16 keeps float32's range, so no scaling
+PRECISIONS = {"float32": None, "bfloat16": torch.bfloat16}
+
+
+def default_precision(device: torch.device) -> str:
+    """bfloat16 on a GPU (tensor cores run it several times faster than float32), else float32:
+    CPUs without bfloat16 units run it slower."""
+    return "bfloat16" if device.type == "cuda" else "float32"
+
+
 class TorchGenerator:
     """A method's generator: gray in [0, 1] (N,1,H,W) -> raw output, with torch. Safe to call
     from many threads: statistics travel with each call (a per-thread scope), never on modules.
-    Runs an :func:`inference_copy` of the method (``fast`` False: the method as it is)."""
+    Runs an :func:`inference_copy` of the method (``fast`` False: the method as it is), its
+    convolutions in ``precision`` (see :data:`PRECISIONS`; auto: :func:`default_precision`),
+    the output always float32."""
 
-    def __init__(self, method: Method, device: torch.device, fast: bool = True):
+    def __init__(self, method: Method, device: torch.device, fast: bool = True, precision: str = "auto"):
+        precision = default_precision(device) if precision == "auto" else precision
+        if precision not in PRECISIONS:
+            raise CheckpointError(f"unknown precision {precision!r}: choose auto, {', '.join(PRECISIONS)}")
+        self.precision = precision
         self.method = inference_copy(method, device) if fast else method.to(device).eval()
         self.memory_format = torch.channels_last if fast else torch.contiguous_format
         self.device = device
@@ -97,9 +114,13 @@ class TorchGenerator:
 
     def __call__(self, gray: torch.Tensor, z: torch.Tensor | None,
                  stats: WholeInputStats | None = None, ref: torch.Tensor | None = None) -> torch.Tensor:
-        with stats_scope(StatsScope(given=stats or None)):
+        with stats_scope(StatsScope(given=stats or None)), self._autocast():
             out = self.method.generate(self._input(gray), z, ref)
-        return out.contiguous()
+        return out.float().contiguous()
+
+    def _autocast(self):
+        dtype = PRECISIONS[self.precision]
+        return torch.autocast(self.device.type, dtype=dtype or torch.bfloat16, enabled=dtype is not None)
 
     def _input(self, gray: torch.Tensor) -> torch.Tensor:
         return net_input(gray, self.mode).contiguous(memory_format=self.memory_format)
@@ -119,12 +140,33 @@ class TorchGenerator:
                           ref: torch.Tensor | None = None) -> WholeInputStats:
         """Run a batch with every norm pooled over the whole batch; their statistics. The pass
         stops at the last norm (a scene context sits mid-network, so about half is skipped)."""
-        with stats_scope(StatsScope(pool=True, stop_after=self.norm_calls(z))) as scope:
+        return self._pooled(gray, z, ref, None, self.norm_calls(z))
+
+    def _pooled(self, gray: torch.Tensor, z: torch.Tensor | None, ref: torch.Tensor | None,
+                given: WholeInputStats | None, layers: int) -> WholeInputStats:
+        """The pooled statistics of the first ``layers`` norms not in ``given`` (which use those)."""
+        with stats_scope(StatsScope(given=given, pool=True, stop_after=layers)) as scope, self._autocast():
             try:
                 self.method.generate(self._input(gray), z, ref)
             except StatsComplete:
                 pass
         return scope.pooled
+
+    def stats_waves(self, z: torch.Tensor | None) -> int:
+        return self.norm_calls(z)
+
+    def accumulated_norm_stats(self, batches: StatsBatches) -> WholeInputStats:
+        """One pass over the batches per norm, in the order they run: each pass stops at its norm,
+        the norms before it normalising with their finished statistics."""
+        done: WholeInputStats = {}
+        while True:
+            parts, layer, z = [], None, None
+            for gray, z, ref in batches():
+                ((layer, (mean, var)),) = self._pooled(gray, z, ref, done, 1).items()
+                parts.append((gray.shape[0] * gray.shape[-2] * gray.shape[-1], mean, var))
+            done[layer] = merge_moments(parts)
+            if len(done) >= self.norm_calls(z):
+                return done
 
     def latent_codes(self, count: int, generator: torch.Generator, ref: torch.Tensor | None
                      ) -> torch.Tensor:
