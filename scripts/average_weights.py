@@ -14,8 +14,6 @@ from __future__ import annotations
 
 import argparse
 
-import torch
-
 from aerocolor.checkpoint import load_checkpoint, save_checkpoint, slim_checkpoint
 from aerocolor.errors import AerocolorError
 

@@ -87,7 +87,7 @@ class GrayRaster:
                                  f"choose --band 1..{src.count}")
         self.bands = [opts.band] if opts.band else ([1, 2, 3] if src.count >= 3 else [1])
         self.lo, self.hi = self._value_range(opts)
-        sample = self._sample()
+        sample = self.overview()
         self.fill = float(np.median(sample.compressed())) if sample.count() else 0.5
 
     def _value_range(self, opts: RasterOptions) -> tuple[float, float]:
@@ -116,7 +116,9 @@ class GrayRaster:
                              resampling=Resampling.nearest).astype(np.float32)
         return np.ma.masked_invalid(data)  # NaN no-data without a nodata tag counts as no-data
 
-    def _sample(self) -> np.ma.MaskedArray:
+    def overview(self) -> np.ma.MaskedArray:
+        """The whole raster as gray in [0, 1], read at reduced resolution (longest side about
+        ``STRETCH_SAMPLE``), masked where there is no data."""
         data = self._sample_bands()
         gray = self._to_gray(data.filled(self.lo))
         return np.ma.masked_array(gray, mask=np.ma.getmaskarray(data).any(axis=0))

@@ -209,7 +209,7 @@ def restore_file(restorer: Restorer, path: Path, out_dir: Path, progress: bool =
         with src:
             gray = GrayRaster(src, RasterOptions(), str(path))
             scale = (gray.hi - gray.lo) or 1.0
-            area = picture_area(gray._sample().filled(0.0)) if opts.mask_borders else None
+            area = picture_area(gray.overview().filled(0.0)) if opts.mask_borders else None
             profile, mask_profile = output_profiles(src)
             source_masked = MaskFlags.all_valid not in src.mask_flag_enums[0]  # a mask band or alpha
             write_dataset_mask = (target.suffix == ".tif" and src.nodata is None
