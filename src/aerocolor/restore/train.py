@@ -168,10 +168,11 @@ def train_inpainter(opts: TrainOptions) -> tuple[torch.nn.Module, int]:
 
 def train_restore_model(opts: TrainOptions, out: Path, which: str = "both") -> Path:
     """Train the detector and/or the inpainter and save them (float16) into ``out``; a part not
-    trained is taken from ``out`` when it already holds one."""
+    trained is taken from ``out`` when it already holds one, else from ``opts.init``."""
     from .model import load_restore_model
 
-    previous = load_restore_model(out) if out.is_file() else RestoreModel()
+    source = out if out.is_file() else opts.init if opts.init and Path(opts.init).is_file() else None
+    previous = load_restore_model(source) if source else RestoreModel()
     detector, inpaint_net = previous.detector, previous.inpainter
     notes = dict(previous.notes)
     if which in ("both", "detector"):
