@@ -34,7 +34,7 @@ def scene_ids(files: list[Path]) -> tuple[np.ndarray, list[str]]:
     labels = [scene_label(f) for f in files]
     names = sorted({label for label in labels if label is not None})
     index = {name: i for i, name in enumerate(names)}
-    return np.array([index.get(label, -1) if label else -1 for label in labels], dtype=np.int64), names
+    return np.array([index.get(label, -1) for label in labels], dtype=np.int64), names
 
 
 def source_of(path: Path, roots: list[Path]) -> str:

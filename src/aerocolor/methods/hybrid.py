@@ -26,7 +26,7 @@ from ..losses import discriminator_loss, gan_loss, masked_l1, moment_match_l1
 from ..nets import build_discriminator, build_generator
 from ..nets.generators import capture_scene_features
 from .base import Method, MethodOptions, adam, parameters_of, register, set_requires_grad, unwrap
-from .scene import SceneHead, scene_head_groups
+from .scene import add_scene_head, scene_head_groups, with_scene_loss
 
 
 class HybridOptions(MethodOptions):
@@ -54,9 +54,7 @@ class Hybrid(Method):
         if training:
             self.netD = build_discriminator(cfg.nets, self.in_channels + self.out_channels)
             self.netD_old = build_discriminator(cfg.nets, self.out_channels)
-            if self.opts.lambda_scene > 0:
-                self.netScene = SceneHead(self.netG, self.opts.scene_classes)
-                self.trainable_nets = (*type(self).trainable_nets, "netScene")
+            add_scene_head(self, self.opts.lambda_scene, self.opts.scene_classes)
 
     def configure_optimizers(self, optim: OptimConfig) -> dict[str, torch.optim.Optimizer]:
         self.optimizers = {
@@ -105,10 +103,7 @@ class Hybrid(Method):
                 loss_stats = moment_match_l1(fake_old.float(), real_b, old_mask, b_mask)
                 loss_g = loss_g + o.lambda_stats * loss_stats
                 losses["G_stats"] = loss_stats.detach()
-        if o.lambda_scene > 0:
-            loss_scene = unwrap(self.netScene).loss(scene_features, batch["b_scene"])
-            loss_g = loss_g + o.lambda_scene * loss_scene
-            losses["G_scene"] = loss_scene.detach()
+        loss_g = with_scene_loss(self, o.lambda_scene, scene_features, batch["b_scene"], loss_g, losses)
         loss_g.backward()
         self.optimizers["G"].step()
         return losses

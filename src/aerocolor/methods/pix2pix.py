@@ -11,7 +11,7 @@ from ..nets import build_discriminator, build_generator
 from ..nets.generators import capture_scene_features
 from ..reference import simulate_references
 from .base import Method, MethodOptions, adam, register, set_requires_grad, unwrap
-from .scene import SceneHead, scene_head_groups
+from .scene import add_scene_head, scene_head_groups, with_scene_loss
 
 
 class Pix2PixOptions(MethodOptions):
@@ -37,9 +37,7 @@ class Pix2Pix(Method):
         self.netG = build_generator(cfg.nets, self.in_channels + self.reference_channels, self.out_channels)
         if training:  # D judges colour against the gray alone, with or without a reference
             self.netD = build_discriminator(cfg.nets, self.in_channels + self.out_channels)
-            if self.opts.lambda_scene > 0:
-                self.netScene = SceneHead(self.netG, self.opts.scene_classes)
-                self.trainable_nets = (*type(self).trainable_nets, "netScene")
+            add_scene_head(self, self.opts.lambda_scene, self.opts.scene_classes)
 
     def configure_optimizers(self, optim: OptimConfig) -> dict[str, torch.optim.Optimizer]:
         self.optimizers = {
@@ -81,10 +79,7 @@ class Pix2Pix(Method):
             loss_mean = mean_color_l1(fake_b.float(), real_b, batch.get("mask"))
             loss_g = loss_g + self.opts.lambda_mean_color * loss_mean
             losses["G_mean_color"] = loss_mean.detach()
-        if self.opts.lambda_scene > 0:
-            loss_scene = unwrap(self.netScene).loss(scene_features, batch["scene"])
-            loss_g = loss_g + self.opts.lambda_scene * loss_scene
-            losses["G_scene"] = loss_scene.detach()
+        loss_g = with_scene_loss(self, self.opts.lambda_scene, scene_features, batch["scene"], loss_g, losses)
         loss_g.backward()
         self.optimizers["G"].step()
         return losses

@@ -16,6 +16,7 @@ import torch.nn.functional as F
 
 from ..errors import ConfigError
 from ..nets.generators import SceneContext
+from .base import unwrap
 
 HEAD_LR_MULT = 10.0  # the head starts from scratch beside a trained generator
 
@@ -27,6 +28,23 @@ def scene_head_groups(method: nn.Module, lr: float) -> list[dict]:
     if hasattr(method, "netScene"):
         groups.append({"params": list(method.netScene.parameters()), "lr": lr * HEAD_LR_MULT})
     return groups
+
+
+def add_scene_head(method: nn.Module, lambda_scene: float, n_classes: int) -> None:
+    """Give a training method a scene head (``netScene``, trained beside netG) when ``lambda_scene`` > 0."""
+    if lambda_scene > 0:
+        method.netScene = SceneHead(method.netG, n_classes)
+        method.trainable_nets = (*type(method).trainable_nets, "netScene")
+
+
+def with_scene_loss(method: nn.Module, lambda_scene: float, features: list[torch.Tensor],
+                    labels: torch.Tensor, loss_g: torch.Tensor, losses: dict) -> torch.Tensor:
+    """``loss_g`` plus the weighted scene loss (logged as ``G_scene``); unchanged when it is off."""
+    if lambda_scene <= 0:
+        return loss_g
+    loss_scene = unwrap(method.netScene).loss(features, labels)
+    losses["G_scene"] = loss_scene.detach()
+    return loss_g + lambda_scene * loss_scene
 
 
 class SceneHead(nn.Module):
@@ -54,10 +72,3 @@ class SceneHead(nn.Module):
             return features[0].sum() * 0.0
         logits = self.classify(features[0].float())
         return F.cross_entropy(logits[known], labels[known])
-
-    def accuracy(self, features: list[torch.Tensor], labels: torch.Tensor) -> torch.Tensor:
-        known = labels >= 0
-        if not bool(known.any()):
-            return torch.zeros(())
-        pred = self.classify(features[0].detach().float()).argmax(1)
-        return (pred[known] == labels[known].to(pred.device)).float().mean()
