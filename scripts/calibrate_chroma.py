@@ -61,6 +61,16 @@ def coloured(colorizer: Colorizer, rows: list, shape: tuple[int, int], gain: flo
     return out
 
 
+def scored(colorizer: Colorizer, images: list, gain: float, scores: list, colour: list
+           ) -> Iterator[np.ndarray]:
+    """The selection half at one multiplier, appending each image's CIEDE2000 and colourfulness."""
+    for truth, mask, shape, raw in images:
+        img = coloured(colorizer, raw, shape, gain)
+        scores.append(mean_ciede2000(img, truth, mask))
+        colour.append(colorfulness(img, mask))
+        yield img
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("checkpoint", type=Path)
@@ -85,16 +95,9 @@ def main() -> None:
     rows = []
     for gain in args.gains:
         scores, colour = [], []
-
-        def outputs(gain: float = gain) -> Iterator[np.ndarray]:
-            for truth, mask, shape, raw in images:
-                img = coloured(colorizer, raw, shape, gain)
-                scores.append(mean_ciede2000(img, truth, mask))
-                colour.append(colorfulness(img, mask))
-                yield img
-
-        fid = frechet_distance(fid_features(outputs()), truth_feats)
-        old_fid = frechet_distance(fid_features(coloured(colorizer, raw, shape, gain) for shape, raw in olds), reference)
+        fid = frechet_distance(fid_features(scored(colorizer, images, gain, scores, colour)), truth_feats)
+        old_fid = frechet_distance(
+            fid_features(coloured(colorizer, raw, shape, gain) for shape, raw in olds), reference)
         rows.append((gain, float(np.nanmean(scores)), float(np.mean(colour)), fid, old_fid))
         print(f"chroma {gain:.2f}: CIEDE2000 {rows[-1][1]:.3f}, colourfulness {rows[-1][2]:.1f}, "
               f"FID {fid:.1f}, old/val FID {old_fid:.1f}", flush=True)
