@@ -187,6 +187,20 @@ def test_bad_parameters_get_422(web_server, shared_data):
     assert httpx.post(f"{web_server}/api/jobs", data={"model": "tiny.pt"}).status_code == 422
 
 
+def test_saturation_scales_the_colours_and_is_checked(web_server, shared_data):
+    content = first_image(shared_data / OLD_TILE).read_bytes()
+    spread = {}
+    for saturation in ("0", "1"):
+        response = submit(web_server, content, saturation=saturation)
+        assert response.status_code == 202, response.text
+        job = wait_done(web_server, response.json()["id"])
+        assert job["state"] == "done", job
+        spread[saturation] = fetch_image(web_server + job["results"][0]["png"]).astype(np.float32).std(axis=2).mean()
+    assert spread["0"] < 0.6 < spread["1"]  # saturation 0 gives gray (up to 8-bit rounding)
+    response = submit(web_server, content, saturation="2.5")
+    assert response.status_code == 422 and "saturation 2.5" in response.json()["detail"]
+
+
 def test_openapi_documents_the_api(web_server):
     spec = httpx.get(f"{web_server}/openapi.json").json()
     paths = spec["paths"]
