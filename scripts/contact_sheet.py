@@ -13,7 +13,7 @@ import argparse
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageDraw
 
 from aerocolor.colorize import side_by_side, to_gray
 from aerocolor.data.datasets import as_rgb
@@ -28,6 +28,17 @@ def resized(img: np.ndarray, height: int) -> np.ndarray:
     w = round(rgb.shape[1] * height / rgb.shape[0])
     im = Image.fromarray((np.clip(rgb, 0, 1) * 255 + 0.5).astype(np.uint8)).resize((w, height), Image.LANCZOS)
     return np.asarray(im, np.float32) / 255.0
+
+
+def header(names: list[str], first_row: list[np.ndarray], width: int, gap: int = 8) -> np.ndarray:
+    """A white strip naming each column above its first image."""
+    strip = Image.new("RGB", (width, 22), "white")
+    draw = ImageDraw.Draw(strip)
+    x = 0
+    for name, im in zip(names, first_row, strict=True):
+        draw.text((x + 2, 5), name, fill="black")
+        x += im.shape[1] + gap
+    return np.asarray(strip, np.float32) / 255.0
 
 
 def picks(per_subfolder: int) -> list[Path]:
@@ -47,6 +58,8 @@ def main() -> None:
     ap.add_argument("--height", type=int, default=160)
     ap.add_argument("--per-subfolder", type=int, default=2)
     ap.add_argument("--old", type=int, default=4, help="old/val photos to show")
+    ap.add_argument("--labels", nargs="*", default=None,
+                    help="column titles of the models (default: their file names)")
     args = ap.parse_args()
     models = [load_colorizer(c, "cpu") for c in (args.checkpoints or [default_model_path()])]
     rows = []
@@ -58,9 +71,18 @@ def main() -> None:
     for f in [old[i] for i in np.linspace(0, len(old) - 1, args.old + 2)[1:-1].round().astype(int)]:
         gray = read_image(f)
         rows.append([gray, *(m.colorize(gray) for m in models)])
-    lines = [side_by_side(*(resized(im, args.height) for im in row)) for row in rows]
+    sized = [[resized(im, args.height) for im in row] for row in rows]
+    lines = [side_by_side(*row) for row in sized]
     width = max(r.shape[1] for r in lines)
     lines = [np.pad(r, ((0, 8), (0, width - r.shape[1]), (0, 0)), constant_values=1.0) for r in lines]
+    labels = args.labels or [Path(m.source).name for m in models]
+    if len(labels) != len(models):
+        ap.error(f"--labels: give one title per model ({len(models)})")
+    names = ["gray", *labels, "truth"]
+    old_names = ["old photo", *labels]
+    old_start = len(rows) - args.old
+    lines.insert(old_start, header(old_names, sized[old_start], width))
+    lines.insert(0, header(names, sized[0], width))
     write_image(args.out, np.concatenate(lines, axis=0))
     print(f"{args.out}: rows of gray | {' | '.join(m.source for m in models)} | truth; "
           f"the last {args.old} rows are old/val photos (no truth)")

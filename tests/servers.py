@@ -1,14 +1,21 @@
-"""Servers on loopback for the tests: a helper that starts one in a thread, and MapProxy serving
-a real GeoTIFF as WMTS layers (the ``wmts`` fixture, registered in conftest.py)."""
+"""Servers on loopback for the tests: a helper that starts one in a thread, the web app in a
+thread with its client helpers, and MapProxy serving a real GeoTIFF as WMTS layers (the ``wmts``
+fixture, registered in conftest.py)."""
 
 from __future__ import annotations
 
+import io
 import threading
+import time
+from contextlib import contextmanager
 from http.server import ThreadingHTTPServer
 from pathlib import Path
 
+import httpx
+import numpy as np
 import pytest
 import yaml
+from PIL import Image
 
 TOWN = "geo/town_rgbn_5m.tif"
 LAYERS = ("town", "town_gray")
@@ -24,6 +31,45 @@ def serve(app_or_handler, wsgi: bool) -> tuple[object, str]:
         server = ThreadingHTTPServer(("127.0.0.1", 0), app_or_handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     return server, f"http://127.0.0.1:{server.server_port}"
+
+
+def wait_done(url: str, job_id: str, timeout: float = 60) -> dict:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        job = httpx.get(f"{url}/api/jobs/{job_id}").json()
+        if job["state"] in ("done", "failed"):
+            return job
+        time.sleep(0.1)
+    raise AssertionError(f"job {job_id} not finished after {timeout} s")
+
+
+def fetch_image(url: str) -> np.ndarray:
+    return np.asarray(Image.open(io.BytesIO(httpx.get(url).content)))
+
+
+@contextmanager
+def app_in_thread(settings):
+    """The app served by uvicorn in this process (for settings the session server lacks)."""
+    import socket
+    import threading
+
+    import uvicorn
+
+    from aerocolor.web import create_app
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(create_app(settings), port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run)
+    thread.start()
+    try:
+        while not server.started:
+            time.sleep(0.05)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join()
 
 
 def gpkg_from_bands(raster: Path, bands: list[int], out: Path, table: str) -> None:

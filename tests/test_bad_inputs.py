@@ -173,6 +173,8 @@ CASES = [
          says=("--overlap 1200", "1023"), no_output="out"),
     Case("negative overlap", files(lambda t: gray_png(t / "a.png", 40, 40),
                                    colorize("a.png", extra=("--overlap", "-1"))), says=("--overlap -1",)),
+    Case("zero chroma", files(lambda t: gray_png(t / "a.png", 40, 40),
+                              colorize("a.png", extra=("--chroma", "0"))), says=("--chroma 0", "above 0")),
     Case("negative samples", files(lambda t: gray_png(t / "a.png", 40, 40),
                                    colorize("a.png", extra=("--samples", "-3"))), says=("--samples -3",)),
     Case("samples on a one-colouring model", files(lambda t: gray_png(t / "a.png", 40, 40),

@@ -95,3 +95,17 @@ def test_plot_losses_and_info(tiny_checkpoint, tmp_path, capsys):
     assert Image.open(tmp_path / "g.png").size[0] > 100
     code, out, _ = run(["info", tiny_checkpoint], capsys)
     assert code == 0 and "method: pix2pix" in out and "color_mode: lab" in out
+
+
+def test_chroma_option_overrides_the_model_saturation(tiny_checkpoint, shared_data, tmp_path, capsys):
+    from aerocolor.evaluate import colorfulness
+
+    photo = sorted((shared_data / "color/val/neon").glob("*.jpg"))[0]
+    colourful = {}
+    for chroma in ("1", "2.5"):
+        code, _, err = run(["colorize", tiny_checkpoint, photo, "-o", tmp_path / chroma, "--chroma", chroma,
+                            "-q"], capsys)
+        assert code == 0, err
+        img = read_image(tmp_path / chroma / f"{photo.stem}_color.png")
+        colourful[chroma] = colorfulness(img, np.ones(img.shape[:2], bool))
+    assert colourful["2.5"] > 1.8 * colourful["1"] > 0

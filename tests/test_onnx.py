@@ -230,3 +230,31 @@ def test_sessions_hold_less_memory(real_gray):
     assert first.run_options.get_run_config_entry("memory.enable_memory_arena_shrinkage") == "cpu:0"
     assert torch.equal(first(gray, None), second(gray, None))
     assert torch.equal(first(gray, None), second(gray, None))  # after a shrink
+
+
+@pytest.mark.parametrize("mode", ["lab", "rgb"])
+def test_chroma_scales_saturation_alike_in_torch_onnx_and_the_graph_output(mode, real_gray, tmp_path):
+    """``model.chroma`` multiplies the colours' a*, b* (lightness kept) in the torch colorizer, the
+    ONNX colorizer and the exported graph's own rgb output alike."""
+    import onnxruntime as ort
+
+    from aerocolor.color import rgb_to_lab, to_tensor
+
+    torch.manual_seed(0)
+    method, cfg = build("pix2pix", f"model.color_mode={mode}", "model.nets.norm=batch")
+    cfg.model.chroma = 1.6
+    ckpt = tmp_path / "p2p.pt"
+    save_checkpoint(ckpt, {"config": cfg.model_dump(mode="json"), "nets": method.nets_state(method.inference_nets)})
+    gray = real_gray[:192, :256]
+    plain = torch_colorizer(method, load_config(None, [f"model.color_mode={mode}"])).colorize(gray)
+    strong = colour_by_backend(ckpt, gray, "torch", 1024)
+    assert np.abs(colour_by_backend(ckpt, gray, "onnx", 1024) - strong).max() < 1e-3
+    graph = ort.InferenceSession(export_onnx(method, cfg)).run(["rgb"], {"gray": gray[None, None].copy()})[0]
+    assert np.abs(graph[0].transpose(1, 2, 0) - strong).max() < 1e-3
+    lab_plain, lab_strong = (rgb_to_lab(to_tensor(x))[0].numpy() for x in (plain, strong))
+    # inside the gamut (where no channel was clipped), a*, b* grow by 1.6 and L* stays
+    inside = ((strong > 0.01) & (strong < 0.99)).all(2) & ((plain > 0.01) & (plain < 0.99)).all(2)
+    assert inside.mean() > 0.3
+    ratio = np.abs(lab_strong[1:, inside]).sum() / np.abs(lab_plain[1:, inside]).sum()
+    assert abs(ratio - 1.6) < 0.05
+    assert np.abs(lab_strong[0, inside] - lab_plain[0, inside]).max() < 0.5

@@ -269,7 +269,7 @@ def test_training_references_are_made_from_the_truth():
 
 def test_web_api_takes_a_reference(shared_data, tmp_path, reference_checkpoint, tiny_checkpoint):
     import httpx
-    from test_web_api import fetch_image, wait_done
+    from servers import fetch_image, wait_done
 
     from aerocolor.web.launch import served
 

@@ -196,6 +196,22 @@ def test_model_file_round_trip(tmp_path):
     assert loaded.notes == {"a": 1}
 
 
+def test_training_one_part_into_a_new_file_keeps_the_other_from_init(shared_data, tmp_path):
+    from aerocolor.restore.train import TrainOptions, train_restore_model
+
+    torch.manual_seed(0)
+    init = save_restore_model(tmp_path / "init.pt", RestoreModel(
+        detector=damage_detector(8).eval(), inpainter=inpainter(8).eval(), notes={"inpainter": {"steps": 5}}))
+    opts = TrainOptions(colour=[str(shared_data / "color/val/neon")], old=[], steps=2, crop=32, batch=2,
+                        width=8, max_images=2, init=init)
+    new, old = load_restore_model(train_restore_model(opts, tmp_path / "new.pt", "detector")), load_restore_model(init)
+    for (name, a), b in zip(new.inpainter.state_dict().items(), old.inpainter.state_dict().values(), strict=True):
+        assert torch.equal(a, b), name
+    assert any(not torch.equal(a, b) for a, b in zip(new.detector.state_dict().values(),
+                                                     old.detector.state_dict().values(), strict=True))
+    assert new.notes["inpainter"] == {"steps": 5} and new.notes["detector"]["steps"] == 2
+
+
 def test_colorize_with_restore_writes_colour_and_mask(bundled, gray, tmp_path):
     damaged, _ = draw_damage(gray[:128, :128], [3, 2])
     src = write_tif(tmp_path / "small.tif", (damaged * 255).astype(np.uint8)[None])

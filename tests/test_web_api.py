@@ -6,7 +6,6 @@ import io
 import struct
 import time
 import zlib
-from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -14,6 +13,7 @@ import numpy as np
 import pytest
 import rasterio
 from PIL import Image
+from servers import app_in_thread, fetch_image, wait_done
 
 from aerocolor.color import gray_from_rgb, to_tensor
 from aerocolor.imageio import read_image, to_uint8
@@ -30,20 +30,6 @@ def first_image(folder: Path) -> Path:
 def submit(url: str, content: bytes, filename: str = "photo.png", **form) -> httpx.Response:
     return httpx.post(f"{url}/api/jobs", files={"image": (filename, content)},
                       data={"model": "tiny.pt", **form}, timeout=60)
-
-
-def wait_done(url: str, job_id: str, timeout: float = 60) -> dict:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        job = httpx.get(f"{url}/api/jobs/{job_id}").json()
-        if job["state"] in ("done", "failed"):
-            return job
-        time.sleep(0.1)
-    raise AssertionError(f"job {job_id} not finished after {timeout} s")
-
-
-def fetch_image(url: str) -> np.ndarray:
-    return np.asarray(Image.open(io.BytesIO(httpx.get(url).content)))
 
 
 def png_header_only(width: int, height: int) -> bytes:
@@ -187,6 +173,20 @@ def test_bad_parameters_get_422(web_server, shared_data):
     assert httpx.post(f"{web_server}/api/jobs", data={"model": "tiny.pt"}).status_code == 422
 
 
+def test_saturation_scales_the_colours_and_is_checked(web_server, shared_data):
+    content = first_image(shared_data / OLD_TILE).read_bytes()
+    spread = {}
+    for saturation in ("0", "1"):
+        response = submit(web_server, content, saturation=saturation)
+        assert response.status_code == 202, response.text
+        job = wait_done(web_server, response.json()["id"])
+        assert job["state"] == "done", job
+        spread[saturation] = fetch_image(web_server + job["results"][0]["png"]).astype(np.float32).std(axis=2).mean()
+    assert spread["0"] < 0.6 < spread["1"]  # saturation 0 gives gray (up to 8-bit rounding)
+    response = submit(web_server, content, saturation="2.5")
+    assert response.status_code == 422 and "saturation 2.5" in response.json()["detail"]
+
+
 def test_openapi_documents_the_api(web_server):
     spec = httpx.get(f"{web_server}/openapi.json").json()
     paths = spec["paths"]
@@ -206,31 +206,6 @@ def test_binds_to_loopback_by_default(web_server):
                  if line.split()[3] == "0A"]
     assert f"0100007F:{port:04X}" in listening
     assert f"00000000:{port:04X}" not in listening
-
-
-@contextmanager
-def app_in_thread(settings):
-    """The app served by uvicorn in this process (for settings the session server lacks)."""
-    import socket
-    import threading
-
-    import uvicorn
-
-    from aerocolor.web import create_app
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(create_app(settings), port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run)
-    thread.start()
-    try:
-        while not server.started:
-            time.sleep(0.05)
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join()
 
 
 def test_results_expire_and_are_deleted(web_models, shared_data, tmp_path):

@@ -47,6 +47,8 @@ def test_colorize_compare_download(page, requests_seen, web_server, shared_data,
     page.wait_for_selector("#model option", state="attached")
     page.set_input_files("#file", str(source))
     assert source.name in page.text_content("#file-name")
+    page.locator("#saturation").fill("1.5")
+    assert page.text_content("#saturation-value") == "1.50"
     page.click("#colorize")
     page.wait_for_selector("#result[data-ready='1']", timeout=60_000)
     assert page.is_hidden("#progress") and page.text_content("#message") == ""

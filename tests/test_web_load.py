@@ -8,7 +8,7 @@ import io
 import httpx
 import numpy as np
 from PIL import Image
-from test_web_api import app_in_thread, fetch_image, wait_done
+from servers import app_in_thread, fetch_image, wait_done
 
 from aerocolor.web import WebSettings
 

@@ -120,6 +120,7 @@ def colorize(
     reference_layer: Annotated[str | None, typer.Option("--reference-layer", help="WMTS layer of --reference-wmts.")] = None,
     reference_zoom: Annotated[str | None, typer.Option("--reference-zoom", help="Zoom level of --reference-wmts (default: the one nearest half the model's reference cell size).")] = None,
     reference_strength: Annotated[float, typer.Option("--reference-strength", help="0..1: how strongly the colours follow the reference (1: fully, 0: as without one).")] = 1.0,
+    chroma: Annotated[float | None, typer.Option(help="Colour saturation: a multiplier on the colours' a*, b* (1: as the network predicts; default: the model's calibrated value, see `aerocolor info`).")] = None,
 ) -> None:
     """Colorize gray aerial photos (PNG, JPEG, TIFF; any size). Colour inputs are converted to gray first.
 
@@ -141,6 +142,8 @@ def colorize(
     if not items:
         raise AerocolorError("no images given: aerocolor colorize [CKPT] IMAGE... -o OUT/")
     check_tiling(tile, overlap, batch_size)
+    if chroma is not None and not 0 < chroma <= 4:
+        raise AerocolorError(f"--chroma {chroma}: give a saturation multiplier above 0 and at most 4 (1: as predicted)")
     if samples < 0:
         raise AerocolorError(f"--samples {samples}: give 0 (one colorization) or a positive count")
     spec = None
@@ -172,7 +175,8 @@ def colorize(
             from .archive.worker import WorkSpec
 
             work_spec = WorkSpec(out_dir=out, model=model, device=device, backend=backend, raster=raster,
-                                 compare=compare, samples=samples, style=style, seed=seed, max_pixels=max_pixels)
+                                 compare=compare, samples=samples, style=style, seed=seed, max_pixels=max_pixels,
+                                 chroma=chroma)
             summary = run_archive(files, work_spec, ArchiveOptions(
                 engine=engine, ray_address=ray_address, workers=workers, worker_gpus=worker_gpus,
                 consistent=consistent, group_by=group_by, progress=not quiet),
@@ -183,6 +187,8 @@ def colorize(
                 raise typer.Exit(1)
             return
         colorizer = load_colorizer(model, device, backend)
+        if chroma is not None:
+            colorizer.chroma = chroma
         colorizer.check_reference(spec)
         failed: list[str] = []
 

@@ -86,14 +86,15 @@ def net_target(rgb: torch.Tensor, mode: str) -> torch.Tensor:
     return rgb * 2 - 1
 
 
-def rgb_from_output(out: torch.Tensor, gray: torch.Tensor, mode: str) -> torch.Tensor:
+def rgb_from_output(out: torch.Tensor, gray: torch.Tensor, mode: str, chroma: float = 1.0) -> torch.Tensor:
     """Generator output -> sRGB in [0, 1].
 
     In ``lab`` mode the ab prediction is upsampled (bilinear) to the size of ``gray`` and joined
-    with its full-resolution L*, so no detail of the input is lost.
+    with its full-resolution L*, so no detail of the input is lost. ``chroma`` multiplies the
+    colour's a*, b* (its saturation; 1: as predicted), in either mode.
     """
     if mode == "lab":
-        ab = out * AB_SCALE
+        ab = out * (AB_SCALE * chroma)
         if ab.shape[-2:] != gray.shape[-2:]:
             ab = torch.nn.functional.interpolate(
                 ab, size=gray.shape[-2:], mode="bilinear", align_corners=False
@@ -104,7 +105,11 @@ def rgb_from_output(out: torch.Tensor, gray: torch.Tensor, mode: str) -> torch.T
         rgb = torch.nn.functional.interpolate(
             rgb, size=gray.shape[-2:], mode="bilinear", align_corners=False
         )
-    return rgb.clamp(0, 1)
+    rgb = rgb.clamp(0, 1)
+    if chroma == 1.0:
+        return rgb
+    lab = rgb_to_lab(rgb)
+    return lab_to_rgb(torch.cat([lab[:, :1], lab[:, 1:] * chroma], dim=1))
 
 
 def out_channels(mode: str) -> int:

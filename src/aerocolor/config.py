@@ -64,6 +64,8 @@ class ModelConfig(_Strict):
     options: dict[str, Any] = Field(default_factory=dict, description="method-specific options")
     ground_resolution: float | None = Field(None, description="metres per pixel of training data")
     reference: ReferenceConfig = ReferenceConfig()
+    chroma: float = Field(1.0, gt=0, le=4, description="inference only: multiplier on the colour's a*, b* "
+                          "(saturation); set after training by scripts/calibrate_chroma.py")
 
 
 class DataConfig(_Strict):

@@ -76,6 +76,14 @@ def build_dataset(cfg: Config, method_cls: type[Method]):
                            d.age, d.balance, d.balance_strength)
 
 
+def same_model(saved: dict, cfg: Config) -> bool:
+    """Whether a checkpoint's model config is the one to train on (inference-only fields, like
+    ``chroma``, and fields added since it was written, at their defaults, do not count)."""
+    def trained(model: dict) -> dict:
+        return {k: v for k, v in model.items() if k != "chroma"}
+    return trained(type(cfg.model)(**saved).model_dump()) == trained(cfg.model.model_dump())
+
+
 def total_steps(cfg: Config, steps_per_epoch: int) -> tuple[int, int]:
     """(total steps, steps at the constant learning rate before the linear decay)."""
     o = cfg.optim
@@ -230,7 +238,7 @@ def train(cfg: Config, resume: bool = True, until_step: int | None = None, progr
     state = RunState()
     if resume and (out / LAST).is_file():
         ckpt = load_checkpoint(out / LAST)
-        if ckpt["config"]["model"] != cfg.model.model_dump():
+        if not same_model(ckpt["config"]["model"], cfg):
             raise ConfigError(f"{out / LAST} was trained with another model config; use a new --out or --no-resume")
         method.load_nets_state(ckpt["nets"])
         for k, o in optimizers.items():

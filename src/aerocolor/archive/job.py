@@ -109,7 +109,9 @@ def job_options(spec: WorkSpec, opts: ArchiveOptions) -> dict:
     return {"raster": asdict(spec.raster), "compare": spec.compare, "samples": spec.samples,
             "style": str(spec.style) if spec.style else None, "seed": spec.seed, "suffix": spec.suffix,
             "backend": spec.backend, "consistent": opts.consistent,
-            "group_by": opts.group_by if opts.consistent else None}
+            "group_by": opts.group_by if opts.consistent else None,
+            # only when given: the model's own value is covered by its checksum
+            **({"chroma": spec.chroma} if spec.chroma is not None else {})}
 
 
 def model_path(spec: WorkSpec) -> Path:

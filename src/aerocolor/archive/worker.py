@@ -52,6 +52,7 @@ class WorkSpec:
     seed: int = 0
     suffix: str = "_color"
     max_pixels: int | None = None  # --max-pixels, for worker processes that did not parse it
+    chroma: float | None = None  # --chroma (None: the model's own)
 
 
 def error_reason(e: BaseException) -> str:
@@ -79,6 +80,8 @@ class ArchiveWorker:
             set_pixel_limit(spec.max_pixels)
         self.spec = spec
         self.colorizer = load_colorizer(spec.model, spec.device, spec.backend)
+        if spec.chroma is not None:
+            self.colorizer.chroma = spec.chroma
         self.variants = latent_variants(self.colorizer, spec.samples, spec.style, spec.seed) or [("", None)]
 
     def pid(self) -> int:

@@ -170,6 +170,8 @@ class Colorizer:
         self.config = config
         self.device = device
         self.source = source
+        # multiplier on the colour's a*, b*: the model's calibrated saturation unless set otherwise
+        self.chroma = config.model.chroma
 
     @property
     def method(self):
@@ -264,7 +266,7 @@ class Colorizer:
         """Blended raw output and its gray rows (1,C,h,W) -> colour hxWx3, converted a few
         columns at a time."""
         cols = [slice(c, c + COLOUR_CHUNK) for c in range(0, gray.shape[-1], COLOUR_CHUNK)]
-        parts = [rgb_from_output(raw[..., c], gray[..., c], self.mode) for c in cols]
+        parts = [rgb_from_output(raw[..., c], gray[..., c], self.mode, self.chroma) for c in cols]
         return torch.cat(parts, dim=-1)[0].permute(1, 2, 0).cpu().numpy()
 
     def gray_tensor(self, arr: np.ndarray) -> torch.Tensor:

@@ -131,10 +131,12 @@ def generator_instance_norms(method: Method) -> list[nn.Module]:
 
 class ExportedGenerator(nn.Module):
     """gray in [0, 1] (and z, and for instance norms the statistics inputs) -> (raw output,
-    colour in [0, 1], and for instance norms the batch-pooled statistics) for one method."""
+    colour in [0, 1], and for instance norms the batch-pooled statistics) for one method;
+    ``chroma`` scales the colour's a*, b* (the model's calibrated saturation)."""
 
-    def __init__(self, method: Method):
+    def __init__(self, method: Method, chroma: float = 1.0):
         super().__init__()
+        self.chroma = chroma
         self.method = copy.deepcopy(method)
         runs = generator_instance_norms(self.method)
         mixed = {id(m): (MixedStatsContextPool if isinstance(m, ContextPool) else MixedStatsInstanceNorm)(m)
@@ -157,7 +159,7 @@ class ExportedGenerator(nn.Module):
                 m.mix, m.given = mix, (stats[at:at + c], stats[at + c:at + 2 * c])
                 at += 2 * c
         raw = self.method.generate(net_input(gray, self.method.mode), z, ref)
-        rgb = rgb_from_output(raw, gray, self.method.mode)
+        rgb = rgb_from_output(raw, gray, self.method.mode, self.chroma)
         if not self.norms:
             return raw, rgb
         return raw, rgb, torch.cat([t for m in self.norms for t in m.pooled])
@@ -213,7 +215,7 @@ def export_onnx(method: Method, config: Config, out: str | Path | None = None,
         names.append("reference")
         axes["reference"] = {0: "batch", 2: "height", 3: "width"}
     outputs = ["raw", "rgb"]
-    exported = ExportedGenerator(method)
+    exported = ExportedGenerator(method, config.model.chroma)
     n_stats = exported.norm_stats_size
     defaults = {}
     if n_stats:

@@ -384,7 +384,7 @@ def job_key(colorizer: Colorizer, path: Path, opts: RasterOptions, z: torch.Tens
     return {"input": str(path.resolve()), "input_bytes": stat.st_size,
             "input_mtime_ns": stat.st_mtime_ns, "model_sha256": file_checksum(model),
             "backend": type(colorizer.generator).__name__, "device": str(colorizer.device),
-            "precision": getattr(colorizer.generator, "precision", "float32"),
+            "precision": getattr(colorizer.generator, "precision", "float32"), "chroma": colorizer.chroma,
             "options": asdict(opts), "z": None if z is None else z.flatten().tolist(),
             "reference": None if reference is None else content_digest(
                 [reference.coarse, reference.palette, reference.strength]),

@@ -162,8 +162,14 @@ class TorchGenerator:
         while True:
             parts, layer, z = [], None, None
             for gray, z, ref in batches():
-                ((layer, (mean, var)),) = self._pooled(gray, z, ref, done, 1).items()
+                found = self._pooled(gray, z, ref, done, 1)
+                if len(found) != 1:
+                    raise ValueError("accumulated_norm_stats needs a generator with whole-input layers "
+                                     "(check stats_waves() > 0 first)")
+                ((layer, (mean, var)),) = found.items()
                 parts.append((gray.shape[0] * gray.shape[-2] * gray.shape[-1], mean, var))
+            if not parts:
+                raise ValueError("accumulated_norm_stats got no batches")
             done[layer] = merge_moments(parts)
             if len(done) >= self.norm_calls(z):
                 return done

@@ -29,7 +29,7 @@ TRAIN_SEED_TAG = 1
 LIGHT_AGEING = Ageing(dust=0, scratches=0, vignette=0.2)
 CLEAN_SHARE = 0.15  # crops left undamaged, so the detector learns to leave clean ground alone
 # clean ground, dust, hairs, scratches, blotches, holes: thin marks are rare pixels, weigh them up
-CLASS_WEIGHTS = (1.0, 6.0, 6.0, 6.0, 3.0, 1.5)
+CLASS_WEIGHTS = (1.0, 6.0, 6.0, 6.0, 5.0, 4.0)
 
 
 @dataclass

@@ -35,6 +35,7 @@ from .uploads import UploadError, display_name
 STATIC = Path(str(resources.files("aerocolor") / "web" / "static"))
 # Room for the multipart envelope around the file itself.
 MULTIPART_SLACK = 64 * 1024
+MIN_SATURATION, MAX_SATURATION = 0.0, 2.0  # the saturation a job may ask for, times the model's
 
 
 @dataclass
@@ -227,6 +228,8 @@ async def create_job(
                                         "orthophoto of the same place (placed on a georeferenced image), "
                                         "or any colour image (its palette); needs a reference model"),
     reference_strength: float = Form(1.0, description="0..1: how strongly the colours follow the reference"),
+    saturation: float = Form(1.0, description=f"{MIN_SATURATION}..{MAX_SATURATION}: colour saturation, "
+                             "times the model's own (1: as the model gives it)"),
 ) -> JobInfo:
     """Upload an image and queue its colorization; poll the job until its state is done."""
     web = context(request)
@@ -239,6 +242,8 @@ async def create_job(
                                  f"{', '.join(web.catalog.entries)}")
     if reference is not None:
         check_reference_request(web, model_id, reference_strength)
+    if not MIN_SATURATION <= saturation <= MAX_SATURATION:
+        raise HTTPException(422, f"saturation {saturation}: must be between {MIN_SATURATION} and {MAX_SATURATION}")
     multimodal = web.catalog.entries[model_id].multimodal
     top = web.settings.max_samples if multimodal else 1
     if not 1 <= samples <= top:
@@ -260,7 +265,7 @@ async def create_job(
         job = Job(id=job_id, folder=folder, name=name, model=model_id,
                   samples=samples if multimodal else 1, width=upload.gray.shape[1],
                   height=upload.gray.shape[0], seed=secrets.randbits(63),
-                  georeferenced=upload.georeferenced, notes=upload.notes, restore=restore,
+                  georeferenced=upload.georeferenced, notes=upload.notes, restore=restore, saturation=saturation,
                   reference_strength=reference_strength if reference is not None else None)
         if reference is not None:  # a reference that cannot be used is refused now, with its reason
             scale = web.catalog.colorizer(model_id).config.model.reference.scale

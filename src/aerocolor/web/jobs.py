@@ -42,6 +42,7 @@ class Job:
     reference_strength: float | None = None  # a colour reference was uploaded (None: none)
     notes: list[str] = field(default_factory=list)
     restore: bool = False  # repair damage before colorizing
+    saturation: float = 1.0  # times the model's own colour saturation (its chroma)
     state: str = QUEUED
     progress: float = 0.0
     error: str | None = None

@@ -5,6 +5,7 @@ Every file in it has a fixed name; nothing a user sends becomes part of a path.
 
 from __future__ import annotations
 
+import copy
 import shutil
 from functools import lru_cache
 from pathlib import Path
@@ -106,7 +107,8 @@ def restorer():
 def colorize_job(job: Job, catalog: ModelCatalog, tile: int) -> None:
     """Colorize a job's gray input into one PNG (and GeoTIFF, for a georeferenced input) per
     sample, reporting progress on the job."""
-    colorizer = catalog.colorizer(job.model)
+    colorizer = copy.copy(catalog.colorizer(job.model))  # shares the generator, not the saturation
+    colorizer.chroma *= job.saturation
     with np.load(job.folder / GRAY_ARRAY) as saved:
         gray = (saved["gray"].astype(np.float64) / 65535.0).astype(np.float32)
     if job.restore:

@@ -67,6 +67,9 @@ function setUpDrop() {
     drop.addEventListener(type, (e) => { e.preventDefault(); drop.classList.remove("over"); });
   }
   drop.addEventListener("drop", (e) => chooseFile(e.dataTransfer.files[0]));
+  $("saturation").addEventListener("input", (e) => {
+    $("saturation-value").textContent = Number(e.target.value).toFixed(2);
+  });
 }
 
 // ---- the job ------------------------------------------------------------------------------
@@ -85,6 +88,7 @@ async function colorize() {
   form.append("model", $("model").value);
   if (currentModel().multimodal) form.append("samples", $("samples").value);
   if ($("restore").checked) form.append("restore", "true");
+  form.append("saturation", $("saturation").value);
   const reference = $("reference").files[0];
   if (currentModel().reference && reference) {
     form.append("reference", reference);
