@@ -5,8 +5,10 @@ plausible colours, so its colours come out fainter than real ones. A single mult
 predicted a*, b* restores much of the lost saturation. This script colorizes the selection half
 once, keeps the network's raw output, and scores each multiplier (mean CIEDE2000 against the
 truth, colourfulness, FID against the truth, and FID of colorized old/val photos against
-color/val). It picks the multiplier with the lowest FID among those whose mean CIEDE2000 is
-within ``--tolerance`` of the best one, and with ``--write`` stores it in a copy of the checkpoint,
+color/val). It keeps the multiplier with the best mean CIEDE2000 unless another, within
+``--tolerance`` of that score, lowers FID by more than ``--fid-margin`` (differences of a few
+tenths are noise on a few hundred images); then the one with the lowest FID among those. With
+``--write`` it stores the choice in a copy of the checkpoint,
 which ``colorize``, ``evaluate``, the web app and ONNX exports then use (``--chroma`` overrides it).
 
     python scripts/calibrate_chroma.py src/aerocolor/models/default.pt --write runs/calibrated.pt
@@ -78,6 +80,9 @@ def main() -> None:
                     help="comma-separated multipliers to score (default: %(default)s)")
     ap.add_argument("--tolerance", type=float, default=0.01,
                     help="relative CIEDE2000 above the best that a pick may have (default 1%%)")
+    ap.add_argument("--fid-margin", type=float, default=0.02,
+                    help="relative FID drop that a multiplier other than the most accurate must bring "
+                         "(default 2%%)")
     ap.add_argument("--old-limit", type=int, default=58, help="old/val photos for the old-photo FID")
     ap.add_argument("--write", type=Path, default=None, help="write the checkpoint with the chosen chroma here")
     args = ap.parse_args()
@@ -102,8 +107,9 @@ def main() -> None:
         print(f"chroma {gain:.2f}: CIEDE2000 {rows[-1][1]:.3f}, colourfulness {rows[-1][2]:.1f}, "
               f"FID {fid:.1f}, old/val FID {old_fid:.1f}", flush=True)
     truth_colour = np.mean([colorfulness(t, m) for t, m, _, _ in images])
-    best = min(r[1] for r in rows)
-    pick = min((r for r in rows if r[1] <= best * (1 + args.tolerance)), key=lambda r: r[3])
+    pick = min(rows, key=lambda r: r[1])
+    better = [r for r in rows if r[1] <= pick[1] * (1 + args.tolerance) and r[3] < pick[3] * (1 - args.fid_margin)]
+    pick = min(better, key=lambda r: r[3]) if better else pick
     print(f"\nSelection half ({len(images)} images, truth colourfulness {truth_colour:.1f}):\n")
     print("| chroma | mean CIEDE2000 | colourfulness | FID | old/val FID |\n|---|---|---|---|---|")
     for r in rows:
