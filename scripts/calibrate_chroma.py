@@ -1,8 +1,9 @@
 """Calibrate a model's colour saturation (``model.chroma``) on the selection half of color/val.
 
 A generator trained with an L1 term predicts, where a scene is ambiguous, the middle of the
-plausible colours, so its colours come out fainter than real ones. A single multiplier on the
-predicted a*, b* restores much of the lost saturation. This script colorizes the selection half
+plausible colours, so its colours come out fainter than real ones. Whether one multiplier on the
+predicted a*, b* makes them better is a measurement (for the bundled model it did not: see the
+model card, "Saturation"). This script colorizes the selection half
 once, keeps the network's raw output, and scores each multiplier (mean CIEDE2000 against the
 truth, colourfulness, FID against the truth, and FID of colorized old/val photos against
 color/val). It keeps the multiplier with the best mean CIEDE2000 unless another, within
@@ -25,6 +26,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from evaluate_default_model import DATA, val_half  # the selection/report split, beside this script
 from tqdm import tqdm
 
 from aerocolor.checkpoint import load_checkpoint, save_checkpoint
@@ -37,17 +39,7 @@ from aerocolor.infer import load_colorizer
 from aerocolor.infer.colorizer import Colorizer, array_reader
 from aerocolor.metrics import mean_ciede2000
 
-DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 GAINS = (0.9, 1.0, 1.1, 1.2, 1.3, 1.4, 1.5, 1.6, 1.8, 2.0)
-
-
-def selection_half() -> list[Path]:
-    """The first half of each sorted subfolder of color/val (as scripts/evaluate_default_model.py)."""
-    files = []
-    for sub in sorted((DATA / "color/val").iterdir()):
-        items = list_images(sub)
-        files += items[: len(items) // 2]
-    return files
 
 
 def raw_rows(colorizer: Colorizer, gray: np.ndarray) -> list[tuple[int, torch.Tensor, torch.Tensor]]:
@@ -89,7 +81,7 @@ def main() -> None:
     torch.set_num_threads(int(os.environ.get("EVAL_THREADS", "2")))
     colorizer = load_colorizer(args.checkpoint, "cpu", "torch")
     images = []
-    for f in tqdm(selection_half(), desc="selection half", unit="image"):
+    for f in tqdm(val_half("selection"), desc="selection half", unit="image"):
         truth = as_rgb(read_image(f))
         gray = to_gray(truth)
         images.append((truth, nodata_mask(truth) > 0, gray.shape, raw_rows(colorizer, gray)))
