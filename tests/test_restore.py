@@ -20,9 +20,10 @@ from aerocolor.color import gray_from_rgb, to_tensor
 from aerocolor.data.damage import DAMAGE_TYPES, LABEL, Damage, draw_damage, type_masks
 from aerocolor.imageio import list_images, read_image
 from aerocolor.restore.borders import picture_area
+from aerocolor.restore.fill import classical_fill, network_fill
 from aerocolor.restore.model import BUNDLED, RestoreModel, load_restore_model, save_restore_model
 from aerocolor.restore.nets import RestoreNet, damage_detector, inpainter
-from aerocolor.restore.restore import BORDER_LABEL, RestoreOptions, Restorer
+from aerocolor.restore.restore import BORDER_LABEL, RestoreOptions, Restorer, grow_holes
 
 ONLY_SCRATCHES = Damage(dust=0, hairs=0, scratches=3, blotches=0, holes=0)
 
@@ -112,6 +113,72 @@ def test_clean_image_passes_nearly_unchanged(bundled, gray):
     assert np.array_equal(restored[codes == 0], gray[codes == 0])
     none = Restorer(bundled, RestoreOptions(device="cpu", strength=0.0)).restore(gray)[0]
     assert np.array_equal(none, gray)
+
+
+def big_hole(gray: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``gray`` with a large drawn hole (torn corner or missing strip) and the hole's mask."""
+    for seed in range(40):
+        damaged, labels = draw_damage(gray, [8, seed], Damage(dust=0, hairs=0, scratches=0, blotches=0, holes=2))
+        if (labels == LABEL["holes"]).sum() > 4000:
+            return damaged, labels == LABEL["holes"]
+    raise AssertionError("no large hole drawn in 40 seeds")
+
+
+def test_detected_hole_grows_over_its_flat_area_and_texture_does_not(gray):
+    damaged, hole = big_hole(gray)
+    interior = hole & ~binary_dilation(~hole, iterations=3)
+    rim = hole & ~interior  # only the hole's edge, as the detector sees a large one
+    seeds = np.where(rim, LABEL["holes"], 0).astype(np.uint8)
+    grown = grow_holes(damaged, seeds)
+    assert rim.sum() < hole.sum() / 3
+    assert np.array_equal(grown == LABEL["holes"], hole)
+    ground = np.zeros_like(seeds)
+    ground[200:220, 200:220] = LABEL["holes"]  # a false alarm on textured ground stays as it is
+    assert np.array_equal(grow_holes(gray, ground), ground)
+    other = np.where(rim, LABEL["dust"], 0).astype(np.uint8)  # other types never grow
+    assert np.array_equal(grow_holes(damaged, other), other)
+
+
+def test_bundled_detector_finds_the_inside_of_a_large_hole(bundled, gray):
+    damaged, hole = big_hole(gray)
+    found = Restorer(bundled, RestoreOptions(device="cpu")).detect(damaged)
+    assert (found[hole] == LABEL["holes"]).mean() > 0.95
+    assert (found[~binary_dilation(hole, iterations=2)] == LABEL["holes"]).sum() < 50
+
+
+def test_residual_inpainter_on_telea_starts_as_telea_and_learns(gray):
+    from aerocolor.restore.nets import inpaint
+
+    torch.manual_seed(0)
+    damaged, hole = big_hole(gray)
+    net = inpainter(8, zero_head=True).eval()
+    telea = classical_fill(damaged, hole)
+    assert np.allclose(network_fill(net, damaged, hole, "telea"), telea, atol=1e-6)
+    crop, mask = gray[:64, :64], hole[:64, :64] | (np.arange(64)[:, None] < 8)
+    base = torch.from_numpy(classical_fill(crop, mask))[None, None]
+    m = torch.from_numpy(mask.astype(np.float32))[None, None]
+    target = torch.from_numpy(crop)[None, None]
+    net.train()
+    optim = torch.optim.Adam(net.parameters(), 1e-2)
+    losses = []
+    for _ in range(30):
+        loss = ((inpaint(net, base, m) - target).abs() * m).sum() / m.sum()
+        optim.zero_grad()
+        loss.backward()
+        optim.step()
+        losses.append(loss.item())
+    assert losses[-1] < losses[0] * 0.9
+    out = inpaint(net.eval(), base, m)
+    assert torch.equal(out[m == 0], base[m == 0]), "a known pixel changed"
+
+
+def test_restoration_model_remembers_the_inpainting_base(tmp_path):
+    old = RestoreModel(detector=damage_detector(8).eval(), inpainter=inpainter(8).eval())
+    assert load_restore_model(save_restore_model(tmp_path / "old.pt", old)).inpaint_base == "zeros"
+    new = RestoreModel(detector=damage_detector(8).eval(), inpainter=inpainter(8).eval(),
+                       notes={"inpainter": {"base": "telea"}})
+    loaded = load_restore_model(save_restore_model(tmp_path / "new.pt", new))
+    assert loaded.inpaint_base == "telea" and Restorer(loaded, RestoreOptions(device="cpu")).inpaint_base == "telea"
 
 
 def write_tif(path: Path, bands: np.ndarray, **profile) -> Path:

@@ -22,6 +22,11 @@ class RestoreModel:
     inpainter: RestoreNet | None = None
     notes: dict = field(default_factory=dict)
 
+    @property
+    def inpaint_base(self) -> str:
+        """What the inpainter was trained to correct: ``telea`` fills or zeroed holes (older files)."""
+        return self.notes.get("inpainter", {}).get("base", "zeros")
+
 
 def _half_state(net: RestoreNet) -> dict:
     return {"width": net.stem[0][0].out_channels,
