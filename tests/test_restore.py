@@ -172,6 +172,19 @@ def test_residual_inpainter_on_telea_starts_as_telea_and_learns(gray):
     assert torch.equal(out[m == 0], base[m == 0]), "a known pixel changed"
 
 
+def test_per_type_thresholds_from_the_model_notes(bundled, gray):
+    damaged, _ = draw_damage(gray, [3, 1])
+    default = Restorer(bundled, RestoreOptions(device="cpu"))
+    probs = default.damage_probabilities(damaged)
+    eager = Restorer(RestoreModel(bundled.detector, bundled.inpainter, {"damage_p": {"dust": 0.5}}),
+                     RestoreOptions(device="cpu"))
+    base, more = default.labels(probs, damaged), eager.labels(probs, damaged)
+    assert (more == LABEL["dust"]).sum() > (base == LABEL["dust"]).sum()
+    others = (base != LABEL["dust"]) & (more != LABEL["dust"])
+    assert np.array_equal(base[others], more[others]), "another type's threshold moved"
+    assert (eager.labels(probs, damaged, strength=0.1) > 0).sum() < (more > 0).sum()  # strength still rules
+
+
 def test_restoration_model_remembers_the_inpainting_base(tmp_path):
     old = RestoreModel(detector=damage_detector(8).eval(), inpainter=inpainter(8).eval())
     assert load_restore_model(save_restore_model(tmp_path / "old.pt", old)).inpaint_base == "zeros"
