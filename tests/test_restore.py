@@ -146,30 +146,40 @@ def test_bundled_detector_finds_the_inside_of_a_large_hole(bundled, gray):
     assert (found[~binary_dilation(hole, iterations=2)] == LABEL["holes"]).sum() < 50
 
 
-def test_residual_inpainter_on_telea_starts_as_telea_and_learns(gray):
+def test_residual_inpainter_on_telea_starts_as_telea_and_learns_from_what_shows_through(gray, tmp_path):
     from aerocolor.restore.nets import inpaint
 
     torch.manual_seed(0)
     damaged, hole = big_hole(gray)
-    net = inpainter(8, zero_head=True).eval()
+    net = inpainter(8, zero_head=True, base="telea+seen").eval()
     telea = classical_fill(damaged, hole)
-    assert np.allclose(network_fill(net, damaged, hole, "telea"), telea, atol=1e-6)
-    crop, mask = gray[:64, :64], hole[:64, :64] | (np.arange(64)[:, None] < 8)
-    base = torch.from_numpy(classical_fill(crop, mask))[None, None]
-    m = torch.from_numpy(mask.astype(np.float32))[None, None]
+    assert np.allclose(network_fill(net, damaged, hole, "telea+seen"), telea, atol=1e-6)
+    # a stripe darkened by a constant: the ground still shows through, which Telea cannot use
+    crop = gray[:64, :64]
+    mask = np.zeros_like(crop, bool)
+    mask[20:28] = True
+    seen = np.where(mask, crop * 0.4, crop).astype(np.float32)
+    base = torch.from_numpy(classical_fill(seen, mask))[None, None]
+    m, s = (torch.from_numpy(a.astype(np.float32))[None, None] for a in (mask, seen))
     target = torch.from_numpy(crop)[None, None]
     net.train()
     optim = torch.optim.Adam(net.parameters(), 1e-2)
     losses = []
-    for _ in range(30):
-        loss = ((inpaint(net, base, m) - target).abs() * m).sum() / m.sum()
+    for _ in range(40):
+        loss = ((inpaint(net, base, m, s) - target).abs() * m).sum() / m.sum()
         optim.zero_grad()
         loss.backward()
         optim.step()
         losses.append(loss.item())
-    assert losses[-1] < losses[0] * 0.9
-    out = inpaint(net.eval(), base, m)
+    assert losses[-1] < losses[0] * 0.7
+    out = inpaint(net.eval(), base, m, s)
     assert torch.equal(out[m == 0], base[m == 0]), "a known pixel changed"
+    saved = save_restore_model(tmp_path / "r.pt", RestoreModel(damage_detector(8).eval(), net,
+                                                               {"inpainter": {"base": "telea+seen"}}))
+    loaded = load_restore_model(saved)
+    assert loaded.inpainter.stem[0][0].in_channels == 3
+    assert np.allclose(network_fill(loaded.inpainter, seen, mask, loaded.inpaint_base),
+                       network_fill(net, seen, mask, "telea+seen"), atol=2e-3)
 
 
 def test_per_type_thresholds_from_the_model_notes(bundled, gray):

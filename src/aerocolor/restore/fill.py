@@ -8,7 +8,7 @@ import numpy as np
 import torch
 from scipy.ndimage import label
 
-from .nets import INPAINT_BASES, SIZE_MULTIPLE, inpaint
+from .nets import INPAINT_BASES, SIZE_MULTIPLE, inpaint, sees_damage
 
 TELEA_RADIUS = 3
 
@@ -28,7 +28,7 @@ def inpaint_base(gray: np.ndarray, mask: np.ndarray, base: str) -> np.ndarray:
     if base not in INPAINT_BASES:
         raise ValueError(f"inpainting base {base!r}: choose {', '.join(INPAINT_BASES)}")
     gray = np.clip(gray, 0, 1).astype(np.float32)
-    return classical_fill(gray, mask) if base == "telea" else np.where(mask, 0, gray).astype(np.float32)
+    return classical_fill(gray, mask) if base != "zeros" else np.where(mask, 0, gray).astype(np.float32)
 
 
 @torch.no_grad()
@@ -45,8 +45,10 @@ def network_fill(net: torch.nn.Module, gray: np.ndarray, mask: np.ndarray, base:
     # the padding mirrors the mask too, so mirrored missing pixels are not taken for known ones
     g = np.pad(inpaint_base(gray, mask, base), ((0, ph), (0, pw)), mode=mode)
     m = np.pad(mask, ((0, ph), (0, pw)), mode=mode)
-    g_t, m_t = (torch.from_numpy(np.ascontiguousarray(a, np.float32))[None, None].to(device) for a in (g, m))
-    out = inpaint(net, g_t, m_t)[0, 0, :h, :w].cpu().numpy()
+    seen = np.pad(np.clip(gray, 0, 1), ((0, ph), (0, pw)), mode=mode) if sees_damage(base) else None
+    g_t, m_t, s_t = (None if a is None else torch.from_numpy(np.ascontiguousarray(a, np.float32))[None, None].to(device)
+                     for a in (g, m, seen))
+    out = inpaint(net, g_t, m_t, s_t)[0, 0, :h, :w].cpu().numpy()
     return np.where(mask, out, gray).astype(np.float32)
 
 

@@ -23,7 +23,7 @@ from ..data.damage import DAMAGE_TYPES, LABEL, Damage, draw_damage
 from ..imageio import list_images, read_image
 from .fill import inpaint_base
 from .model import RestoreModel, save_restore_model
-from .nets import damage_detector, inpaint, inpainter
+from .nets import damage_detector, inpaint, inpainter, sees_damage
 
 log = logging.getLogger("aerocolor")
 TRAIN_SEED_TAG = 1
@@ -47,7 +47,7 @@ class TrainOptions:
     old_share: float = 0.25
     seed: int = 0
     init: Path | None = None  # go on from this restoration model file's nets
-    inpaint_base: str = "telea"  # the inpainter corrects Telea's fill (or fills zeroed holes: zeros)
+    inpaint_base: str = "telea+seen"  # the inpainter's input, see nets.INPAINT_BASES
 
 
 def load_pool(folders: list[str], n: int, rng: np.random.Generator) -> list[np.ndarray]:
@@ -173,19 +173,21 @@ def train_detector(opts: TrainOptions) -> tuple[torch.nn.Module, int]:
 
 def train_inpainter(opts: TrainOptions) -> tuple[torch.nn.Module, int]:
     """An inpainting net trained with L1 inside the damage masks (blotches and holes, plus
-    scratches and hairs for thin gaps). On the ``telea`` base its residual head starts at zero,
-    so training starts from Telea's fill and can only learn corrections to it."""
-    net = _initial(inpainter(opts.width, zero_head=opts.inpaint_base == "telea"), opts, "inpainter")
+    scratches and hairs for thin gaps). On a Telea base its residual head starts at zero, so
+    training starts from Telea's fill and can only learn corrections to it; with ``+seen`` it
+    also sees the damaged pixels (a blotch or a scratch still shows the ground through it)."""
+    base_kind = opts.inpaint_base
+    net = _initial(inpainter(opts.width, zero_head=base_kind != "zeros", base=base_kind), opts, "inpainter")
     rng, colour, old, optim, sched = _setup(opts, opts.seed + 1, net)
     params = Damage(dust=0.3, hairs=0.5, scratches=0.5, blotches=3.0, holes=1.5)
 
     def loss_fn(step: int) -> torch.Tensor:
-        clean, _, labels = damaged_batch(colour, old, opts, rng, step, params)
+        clean, damaged, labels = damaged_batch(colour, old, opts, rng, step, params)
         masks = [fill_mask(lab) for lab in labels.numpy()]
-        base = torch.from_numpy(np.stack([inpaint_base(c, m, opts.inpaint_base)
-                                          for c, m in zip(clean[:, 0].numpy(), masks)]))[:, None]
+        base = torch.from_numpy(np.stack([inpaint_base(d, m, base_kind)
+                                          for d, m in zip(damaged[:, 0].numpy(), masks)]))[:, None]
         mask = torch.from_numpy(np.stack(masks))[:, None].float()
-        out = inpaint(net, base, mask)
+        out = inpaint(net, base, mask, damaged if sees_damage(base_kind) else None)
         return (out - clean).abs().mul(mask).sum() / mask.sum().clamp(min=1)  # L1 inside the holes
 
     return net.eval(), _loop("inpainter", opts, loss_fn, optim, sched)
