@@ -6,7 +6,7 @@ Prints four tables:
    share of each type's pixels found as any damage;
 2. fill quality inside the true damage (one pixel wider) of each type: PSNR and SSIM of the
    Telea fill, the network fill and the auto choice, against the clean image;
-3. the same by size of the damaged area (the choice of ``fill_min_area``);
+3. the same by size of the damaged area;
 4. end to end (detected masks, default strength), and per --strength: detection of any damage
    and the mean change of undamaged images, in gray levels.
 
@@ -30,7 +30,7 @@ from aerocolor.data.damage import DAMAGE_TYPES, LABEL, draw_damage
 from aerocolor.data.splits import HALVES, val_half
 from aerocolor.restore.fill import classical_fill, network_fill
 from aerocolor.restore.model import load_restore_model
-from aerocolor.restore.restore import RestoreOptions, Restorer, type_thresholds
+from aerocolor.restore.restore import RestoreOptions, Restorer, fill_region, type_thresholds
 from aerocolor.restore.train import held_out_grays
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
@@ -73,11 +73,10 @@ def main() -> None:
         clean_probs = restorer.damage_probabilities(clean)
         for strength in STRENGTHS:
             hit = restorer.labels(probs, damaged, strength) > 0
-            false = restorer.labels(clean_probs, clean, strength) > 0
+            false_codes, fill_false = fill_region(restorer.labels(clean_probs, clean, strength))
             truth_any = labels > 0
-            fill_false = binary_dilation(false, iterations=1)
             sweep[strength] += [(truth_any & hit).sum(), (~truth_any & hit).sum(), (truth_any & ~hit).sum()]
-            sweep_change[strength].append(np.abs(restorer.fill(clean, fill_false) - clean).mean() * 255)
+            sweep_change[strength].append(np.abs(restorer.fill(clean, fill_false, false_codes) - clean).mean() * 255)
         for k in DAMAGE_TYPES:
             truth, pred = labels == LABEL[k], found == LABEL[k]
             counts[k] += [(truth & pred).sum(), (~truth & pred).sum(), (truth & ~pred).sum(),
@@ -86,7 +85,7 @@ def main() -> None:
         outs = {"classical": classical_fill(damaged, mask),
                 "network": network_fill(model.inpainter, damaged, mask, model.inpaint_base) if model.inpainter
                 else None}
-        outs["auto"] = restorer.fill(damaged, mask)
+        outs["auto"] = restorer.fill(damaged, mask, fill_region(labels)[0])
         ssim_maps = {m: structural_similarity(clean, np.clip(o, 0, 1), data_range=1.0, full=True)[1]
                      for m, o in outs.items() if o is not None}
         for k in DAMAGE_TYPES:

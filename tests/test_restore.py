@@ -195,6 +195,25 @@ def test_per_type_thresholds_from_the_model_notes(bundled, gray):
     assert (eager.labels(probs, damaged, strength=0.1) > 0).sum() < (more > 0).sum()  # strength still rules
 
 
+def test_auto_fill_gives_the_net_only_the_types_it_measured_better_on(gray):
+    from aerocolor.restore.restore import fill_region
+
+    torch.manual_seed(0)
+    damaged, labels = draw_damage(gray, [3, 7])
+    codes, mask = fill_region(labels)
+    assert {LABEL["dust"], LABEL["blotches"]} <= set(np.unique(codes))
+    net = inpainter(8).eval()  # random weights: its fill is far from Telea's
+    model = RestoreModel(damage_detector(8).eval(), net, {"fill_network_types": ["blotches"]})
+    out = Restorer(model, RestoreOptions(device="cpu")).fill(damaged, mask, codes)
+    by_net = codes == LABEL["blotches"]
+    telea_rest = classical_fill(damaged, mask & ~by_net)
+    assert np.array_equal(out[mask & ~by_net], telea_rest[mask & ~by_net])
+    assert np.abs(out[by_net] - telea_rest[by_net]).mean() > 0.01
+    assert np.array_equal(out[~mask], damaged[~mask])
+    telea_only = Restorer(RestoreModel(model.detector, net), RestoreOptions(device="cpu"))
+    assert np.array_equal(telea_only.fill(damaged, mask, codes), classical_fill(damaged, mask))
+
+
 def test_restoration_model_remembers_the_inpainting_base(tmp_path):
     old = RestoreModel(detector=damage_detector(8).eval(), inpainter=inpainter(8).eval())
     assert load_restore_model(save_restore_model(tmp_path / "old.pt", old)).inpaint_base == "zeros"

@@ -1,12 +1,11 @@
 """Filling the pixels of a damage mask: OpenCV's Telea fast-marching fill (the classical
-baseline) and a small inpainting net, chosen per damaged area by its size (see ``choose_fill``)."""
+baseline) and a small inpainting net, chosen per damage type as measured (see ``choose_fill``)."""
 
 from __future__ import annotations
 
 import cv2
 import numpy as np
 import torch
-from scipy.ndimage import label
 
 from .nets import INPAINT_BASES, SIZE_MULTIPLE, inpaint, sees_damage
 
@@ -52,26 +51,15 @@ def network_fill(net: torch.nn.Module, gray: np.ndarray, mask: np.ndarray, base:
     return np.where(mask, out, gray).astype(np.float32)
 
 
-def large_areas(mask: np.ndarray, min_area: int) -> np.ndarray:
-    """The pixels of ``mask`` in connected areas of at least ``min_area`` pixels."""
-    labels, n = label(mask)
-    if n == 0:
-        return np.zeros_like(mask)
-    sizes = np.bincount(labels.ravel())
-    big = sizes >= min_area
-    big[0] = False
-    return big[labels]
-
-
 def choose_fill(gray: np.ndarray, mask: np.ndarray, net: torch.nn.Module | None, method: str,
-                min_area: int | None, base: str = "zeros") -> np.ndarray:
-    """Fill ``mask``: ``classical``, ``network``, or ``auto`` (the net for areas of ``min_area``
-    pixels or more, where it measured better, Telea for the small ones; Telea everywhere when
-    ``min_area`` is None, the net having measured better nowhere)."""
-    if method == "classical" or net is None or (method == "auto" and min_area is None):
+                network_part: np.ndarray | None = None, base: str = "zeros") -> np.ndarray:
+    """Fill ``mask``: ``classical`` (Telea), ``network``, or ``auto``: the net for the pixels of
+    ``network_part`` (the damage types where it measured better), Telea for the rest, first, so
+    the net sees them filled."""
+    if method == "classical" or net is None or (method == "auto" and (network_part is None or not network_part.any())):
         return classical_fill(gray, mask)
     if method == "network":
         return network_fill(net, gray, mask, base)
-    big = large_areas(mask, min_area)
-    out = classical_fill(gray, mask & ~big)
-    return network_fill(net, out, big, base) if big.any() else out
+    by_net = mask & network_part
+    out = classical_fill(gray, mask & ~by_net)
+    return network_fill(net, out, by_net, base) if by_net.any() else out

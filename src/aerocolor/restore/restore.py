@@ -40,7 +40,6 @@ BORDER_LABEL = len(DAMAGE_TYPES) + 1  # mask code of the frame border set to nod
 MASK_CODES = {0: "clean", **{v: k for k, v in LABEL.items()}, BORDER_LABEL: "frame border (nodata)"}
 FILL_METHODS = ("auto", "classical", "network")
 DEFAULT_DAMAGE_P = 0.03  # see strength_threshold
-DEFAULT_MIN_AREA = 64  # damaged areas from this many pixels get the network fill (auto)
 HOLE_TONE_TOLERANCE = 2 / 255  # a missing area is one tone, to within this (see grow_holes)
 HOLE_FLAT_SHARE = 0.8  # share of a detected hole's pixels that must lie within that tolerance
 
@@ -105,7 +104,8 @@ class Restorer:
         self.device = pick_device(opts.device)
         self.detector = model.detector.to(self.device).eval()
         self.inpainter = None if model.inpainter is None else model.inpainter.to(self.device).eval()
-        self.min_area = model.notes.get("fill_min_area", DEFAULT_MIN_AREA)
+        # the damage types the net fills under --fill auto (measured better than Telea on them)
+        self.network_types = [t for t in model.notes.get("fill_network_types", []) if t in LABEL]
         self.inpaint_base = model.inpaint_base
         self.damage_p = dict(model.notes.get("damage_p", {}))
         self.thresholds = type_thresholds(opts.strength, self.damage_p).to(self.device)
@@ -151,22 +151,30 @@ class Restorer:
         labels = labels.to(torch.uint8).cpu().numpy()
         return grow_holes(gray, labels) if "holes" in self.opts.repair else labels
 
-    def fill(self, band: np.ndarray, mask: np.ndarray) -> np.ndarray:
-        return choose_fill(band, mask, self.inpainter, self.opts.fill, self.min_area, self.inpaint_base)
+    def fill(self, band: np.ndarray, mask: np.ndarray, codes: np.ndarray | None = None) -> np.ndarray:
+        """``band`` with ``mask`` filled; ``codes`` (the mask codes) tell ``--fill auto`` which
+        pixels are of the types the net fills (without them: Telea everywhere)."""
+        network_part = None if codes is None else np.isin(codes, [LABEL[t] for t in self.network_types])
+        return choose_fill(band, mask, self.inpainter, self.opts.fill, network_part, self.inpaint_base)
 
     def restore(self, gray: np.ndarray, valid: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Gray HxW in [0, 1] -> (restored gray, mask codes of the filled pixels)."""
         labels, fill_mask = self.damage(gray, valid)
-        out = self.fill(gray, fill_mask)
+        out = self.fill(gray, fill_mask, labels)
         return np.where(fill_mask, np.clip(out, 0, 1), gray).astype(np.float32), labels
 
     def damage(self, gray: np.ndarray, valid: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
         """(mask codes, pixels to fill): the detected damage one pixel wider, within ``valid``."""
-        labels = self.detect(gray)
-        fill_mask = binary_dilation(labels > 0, iterations=1)
-        if valid is not None:
-            fill_mask &= valid
-        return np.where(fill_mask, grey_dilation(labels, size=3), 0).astype(np.uint8), fill_mask
+        return fill_region(self.detect(gray), valid)
+
+
+def fill_region(labels: np.ndarray, valid: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Labels -> (mask codes, pixels to fill): the damage one pixel wider (its soft rim, coded
+    as the damage beside it), within ``valid``."""
+    fill_mask = binary_dilation(labels > 0, iterations=1)
+    if valid is not None:
+        fill_mask &= valid
+    return np.where(fill_mask, grey_dilation(labels, size=3), 0).astype(np.uint8), fill_mask
 
 
 def grow_holes(gray: np.ndarray, labels: np.ndarray, tolerance: float = HOLE_TONE_TOLERANCE) -> np.ndarray:
@@ -271,7 +279,7 @@ def restore_file(restorer: Restorer, path: Path, out_dir: Path, progress: bool =
                         out = raw.copy()
                         for b in range(raw.shape[0]):
                             band = np.where(valid, (raw[b] - gray.lo) / scale, gray.fill)  # no NaN nodata in fills
-                            filled = restorer.fill(band, fill_mask)
+                            filled = restorer.fill(band, fill_mask, codes)
                             out[b][fill_mask] = filled[fill_mask] * scale + gray.lo
                         out, codes, valid = out[:, off:off + rows], codes[off:off + rows], valid[off:off + rows]
                         if area is not None:
