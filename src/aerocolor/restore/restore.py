@@ -188,9 +188,10 @@ def grow_holes(gray: np.ndarray, labels: np.ndarray, tolerance: float = HOLE_TON
     seeds = labels == LABEL["holes"]
     if not seeds.any():
         return labels
-    parts, n = label(seeds, structure=np.ones((3, 3)))
+    parts, _ = label(seeds, structure=np.ones((3, 3)))
     out = labels.copy()
     done: set[int] = set()
+    flat_areas: dict[int, np.ndarray] = {}  # by tone in 1/255 steps: each labelled once
     for j, where in enumerate(find_objects(parts), start=1):
         if j in done:
             continue
@@ -198,7 +199,10 @@ def grow_holes(gray: np.ndarray, labels: np.ndarray, tolerance: float = HOLE_TON
         tone = float(np.median(values))
         if np.mean(np.abs(values - tone) <= tolerance) < HOLE_FLAT_SHARE:
             continue
-        flat, _ = label(np.abs(gray - tone) <= tolerance, structure=np.ones((3, 3)))
+        key = round(tone * 255)
+        if key not in flat_areas:
+            flat_areas[key] = label(np.abs(gray - key / 255) <= tolerance, structure=np.ones((3, 3)))[0]
+        flat = flat_areas[key]
         grown = np.isin(flat, np.unique(flat[(parts == j) & (flat > 0)]))
         out[grown] = LABEL["holes"]
         done.update(np.unique(parts[grown & seeds]).tolist())
