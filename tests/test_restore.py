@@ -135,6 +135,11 @@ def test_detected_hole_grows_over_its_flat_area_and_texture_does_not(gray):
     ground = np.zeros_like(seeds)
     ground[200:220, 200:220] = LABEL["holes"]  # a false alarm on textured ground stays as it is
     assert np.array_equal(grow_holes(gray, ground), ground)
+    calm = gray.copy()
+    calm[:150, :150] = 0.3  # a flat mid-tone area (calm water, a rendered map) is not a hole
+    seed = np.zeros_like(seeds)
+    seed[140:150, 140:150] = LABEL["holes"]
+    assert np.array_equal(grow_holes(calm, seed), seed)
     other = np.where(rim, LABEL["dust"], 0).astype(np.uint8)  # other types never grow
     assert np.array_equal(grow_holes(damaged, other), other)
 
@@ -186,8 +191,8 @@ def test_per_type_thresholds_from_the_model_notes(bundled, gray):
     damaged, _ = draw_damage(gray, [3, 1])
     default = Restorer(bundled, RestoreOptions(device="cpu"))
     probs = default.damage_probabilities(damaged)
-    eager = Restorer(RestoreModel(bundled.detector, bundled.inpainter, {"damage_p": {"dust": 0.5}}),
-                     RestoreOptions(device="cpu"))
+    notes = {**bundled.notes, "damage_p": {**bundled.notes.get("damage_p", {}), "dust": 0.6}}
+    eager = Restorer(RestoreModel(bundled.detector, bundled.inpainter, notes), RestoreOptions(device="cpu"))
     base, more = default.labels(probs, damaged), eager.labels(probs, damaged)
     assert (more == LABEL["dust"]).sum() > (base == LABEL["dust"]).sum()
     others = (base != LABEL["dust"]) & (more != LABEL["dust"])

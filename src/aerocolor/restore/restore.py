@@ -42,6 +42,7 @@ FILL_METHODS = ("auto", "classical", "network")
 DEFAULT_DAMAGE_P = 0.03  # see strength_threshold
 HOLE_TONE_TOLERANCE = 2 / 255  # a missing area is one tone, to within this (see grow_holes)
 HOLE_FLAT_SHARE = 0.8  # share of a detected hole's pixels that must lie within that tolerance
+HOLE_SATURATION = 3 / 255  # ... and that tone within this of black or white
 
 
 @dataclass(frozen=True)
@@ -180,11 +181,12 @@ def fill_region(labels: np.ndarray, valid: np.ndarray | None = None) -> tuple[np
 def grow_holes(gray: np.ndarray, labels: np.ndarray, tolerance: float = HOLE_TONE_TOLERANCE) -> np.ndarray:
     """``labels`` with each detected hole grown over the connected area of its own flat tone.
 
-    A torn corner or missing strip is one flat tone (film base or scanner bed), and the detector
-    sees only the edge of a large one: inside, a flat area looks like clean ground. Each detected
-    hole whose pixels are nearly all within ``tolerance`` of their median tone takes every pixel
-    connected to it within that tolerance; a hole that is not flat (a false alarm on texture)
-    grows nowhere."""
+    A torn corner or missing strip is one flat black or white tone (unexposed or clear film, the
+    scanner bed), and the detector sees only the edge of a large one: inside, a flat area looks
+    like clean ground. Each detected hole whose pixels are nearly all within ``tolerance`` of
+    their median tone, black or white, takes every pixel connected to it within that tolerance;
+    a hole that is not flat (a false alarm on texture) or of a mid tone (flat water or a
+    rendered map area) grows nowhere."""
     seeds = labels == LABEL["holes"]
     if not seeds.any():
         return labels
@@ -197,7 +199,8 @@ def grow_holes(gray: np.ndarray, labels: np.ndarray, tolerance: float = HOLE_TON
             continue
         values = gray[where][parts[where] == j]
         tone = float(np.median(values))
-        if np.mean(np.abs(values - tone) <= tolerance) < HOLE_FLAT_SHARE:
+        if (np.mean(np.abs(values - tone) <= tolerance) < HOLE_FLAT_SHARE
+                or HOLE_SATURATION < tone < 1 - HOLE_SATURATION):
             continue
         key = round(tone * 255)
         if key not in flat_areas:
