@@ -294,6 +294,8 @@ def run_memory_one(model: str, raster: str, backend: str, io_threads: bool, tile
     threads = {"io_threads": io_threads} if "io_threads" in inspect.signature(colorize_raster).parameters else {}
     start = time.perf_counter()
     opts = RasterOptions(tile=tile) if tile else RasterOptions()
+    if tile and hasattr(colorizer, "cut_tile"):
+        colorizer.cut_tile = None  # exactly this tile side, also on the CPU
     colorize_raster(colorizer, Path(raster), out, opts, progress=False, **threads)
     seconds = time.perf_counter() - start
     out.unlink()
@@ -346,7 +348,8 @@ def main() -> None:
     ap.add_argument("--one", nargs=3, metavar=("RASTER", "BACKEND", "OUT"), help=argparse.SUPPRESS)
     ap.add_argument("--memory", nargs="+", metavar="ROWSxCOLS", help="the memory table for these rasters")
     ap.add_argument("--one-memory", nargs=4, help=argparse.SUPPRESS)
-    ap.add_argument("--tiles", type=int, nargs="+", help="memory table: these tile sides (default: each tree's)")
+    ap.add_argument("--tiles", type=int, nargs="+",
+                    help="memory table: exactly these tile sides (0: each tree's default tiling)")
     ap.add_argument("--io-threads", choices=("both", "on", "off"), default="both",
                     help="memory table: runs with the reader/writer threads on, off, or both")
     ap.add_argument("--stats-memory", metavar="ROWSxCOLS",
