@@ -278,9 +278,10 @@ def stats_memory_table(shape: str, backends: list[str], model: str) -> None:
                       flush=True)
 
 
-def run_memory_one(model: str, raster: str, backend: str, io_threads: bool) -> dict:
+def run_memory_one(model: str, raster: str, backend: str, io_threads: bool, tile: int = 0) -> dict:
     """Colorize one raster in this process: seconds, resident memory once the model is loaded,
-    and the peak (the code under PYTHONPATH may predate the io_threads option)."""
+    and the peak (the code under PYTHONPATH may predate the io_threads option); ``tile`` 0 is
+    the tree's default tile side."""
     import torch
 
     from aerocolor.infer import load_colorizer
@@ -292,41 +293,46 @@ def run_memory_one(model: str, raster: str, backend: str, io_threads: bool) -> d
     out = Path(raster).with_name(f"out_{backend}_{os.getpid()}.tif")
     threads = {"io_threads": io_threads} if "io_threads" in inspect.signature(colorize_raster).parameters else {}
     start = time.perf_counter()
-    colorize_raster(colorizer, Path(raster), out, RasterOptions(), progress=False, **threads)
+    opts = RasterOptions(tile=tile) if tile else RasterOptions()
+    if tile and hasattr(colorizer, "cut_tile"):
+        colorizer.cut_tile = None  # exactly this tile side, also on the CPU
+    colorize_raster(colorizer, Path(raster), out, opts, progress=False, **threads)
     seconds = time.perf_counter() - start
     out.unlink()
     return {"seconds": seconds, "loaded_mb": loaded, "threads": bool(threads) and io_threads,
             "peak_mb": resident_mb("VmHWM")}
 
 
-def memory_table(shapes: list[str], backends: list[str], model: str, base_src: Path | None) -> None:
+def memory_table(shapes: list[str], backends: list[str], model: str, base_src: Path | None,
+                 tiles: list[int] | None = None, threads_options: tuple[bool, ...] = (True, False)) -> None:
     """Peak resident memory and MP/s per raster shape, backend, code (this checkout and
-    ``base_src``) and reader/writer threads on or off; each run in a fresh process."""
+    ``base_src``), tile side (0: the tree's default) and reader/writer threads on or off; each run
+    in a fresh process."""
     codes = [("new", str(NEW_SRC))] + ([("base", str(base_src))] if base_src else [])
     with tempfile.TemporaryDirectory() as d:
         tmp = Path(d)
         print(f"model: {model}; each tree's default tiling, CPU, "
               f"torch threads {os.environ.get('OMP_NUM_THREADS', 'default')}")
-        print("| raster (rows x cols) | megapixels | backend | code | I/O threads | seconds | MP/s | "
+        print("| raster (rows x cols) | megapixels | backend | code | tile | I/O threads | seconds | MP/s | "
               "loaded (MB) | peak (MB) | peak - loaded (MB) |")
-        print("|---|---|---|---|---|---|---|---|---|---|")
+        print("|---|---|---|---|---|---|---|---|---|---|---|")
         for shape in shapes:
             rows, cols = (int(v) for v in shape.lower().split("x"))
             raster = tmp / f"mosaic_{rows}x{cols}.tif"
             build_raster(raster, cols, rows)
             for backend in backends:
-                for code, src in codes:
-                    for threads in ([True, False] if code == "new" else [False]):
-                        env = {**os.environ, "PYTHONPATH": src}
-                        cmd = [sys.executable, __file__, "--model", model, "--one-memory", str(raster),
-                               backend, "1" if threads else "0"]
-                        r = json.loads(subprocess.run(cmd, check=True, capture_output=True, text=True,
-                                                      env=env).stdout.strip().splitlines()[-1])
-                        mp = rows * cols / 1e6
-                        print(f"| {rows} x {cols} | {mp:.1f} | {backend} | {code} | "
-                              f"{'on' if r['threads'] else 'off'} | {r['seconds']:.1f} | "
-                              f"{mp / r['seconds']:.3f} | {r['loaded_mb']:.0f} | {r['peak_mb']:.0f} | "
-                              f"{r['peak_mb'] - r['loaded_mb']:.0f} |", flush=True)
+                for code, src, tile, threads in [(c, s, t, th) for c, s in codes for t in (tiles or [0])
+                                                 for th in (threads_options if c == "new" else (False,))]:
+                    env = {**os.environ, "PYTHONPATH": src}
+                    cmd = [sys.executable, __file__, "--model", model, "--one-memory", str(raster),
+                           backend, "1" if threads else "0", str(tile)]
+                    r = json.loads(subprocess.run(cmd, check=True, capture_output=True, text=True,
+                                                  env=env).stdout.strip().splitlines()[-1])
+                    mp = rows * cols / 1e6
+                    print(f"| {rows} x {cols} | {mp:.1f} | {backend} | {code} | {tile or 'default'} | "
+                          f"{'on' if r['threads'] else 'off'} | {r['seconds']:.1f} | "
+                          f"{mp / r['seconds']:.3f} | {r['loaded_mb']:.0f} | {r['peak_mb']:.0f} | "
+                          f"{r['peak_mb'] - r['loaded_mb']:.0f} |", flush=True)
             raster.unlink()
 
 
@@ -341,7 +347,11 @@ def main() -> None:
     ap.add_argument("--sweep", type=int, nargs="+", help="only print generator MP/s by tile side")
     ap.add_argument("--one", nargs=3, metavar=("RASTER", "BACKEND", "OUT"), help=argparse.SUPPRESS)
     ap.add_argument("--memory", nargs="+", metavar="ROWSxCOLS", help="the memory table for these rasters")
-    ap.add_argument("--one-memory", nargs=3, help=argparse.SUPPRESS)
+    ap.add_argument("--one-memory", nargs=4, help=argparse.SUPPRESS)
+    ap.add_argument("--tiles", type=int, nargs="+",
+                    help="memory table: exactly these tile sides (0: each tree's default tiling)")
+    ap.add_argument("--io-threads", choices=("both", "on", "off"), default="both",
+                    help="memory table: runs with the reader/writer threads on, off, or both")
     ap.add_argument("--stats-memory", metavar="ROWSxCOLS",
                     help="the statistics pass alone on this raster, one batch against chunked")
     ap.add_argument("--one-stats", nargs=3, help=argparse.SUPPRESS)
@@ -351,8 +361,8 @@ def main() -> None:
 
     model = args.model or str(default_model_path())
     if args.one_memory:
-        raster, backend, threads = args.one_memory
-        print(json.dumps(run_memory_one(model, raster, backend, threads == "1")))
+        raster, backend, threads, tile = args.one_memory
+        print(json.dumps(run_memory_one(model, raster, backend, threads == "1", int(tile))))
         return
     if args.one_stats:
         raster, backend, chunked = args.one_stats
@@ -362,7 +372,8 @@ def main() -> None:
         stats_memory_table(args.stats_memory, [b for b in args.backends if b != "auto"], model)
         return
     if args.memory:
-        memory_table(args.memory, [b for b in args.backends if b != "auto"], model, args.base)
+        memory_table(args.memory, [b for b in args.backends if b != "auto"], model, args.base, args.tiles,
+                     {"both": (True, False), "on": (True,), "off": (False,)}[args.io_threads])
         return
     if args.one:
         print(json.dumps(run_one(model, *args.one)))

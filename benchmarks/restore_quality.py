@@ -6,7 +6,7 @@ Prints four tables:
    share of each type's pixels found as any damage;
 2. fill quality inside the true damage (one pixel wider) of each type: PSNR and SSIM of the
    Telea fill, the network fill and the auto choice, against the clean image;
-3. the same by size of the damaged area (the choice of ``fill_min_area``);
+3. the same by size of the damaged area;
 4. end to end (detected masks, default strength), and per --strength: detection of any damage
    and the mean change of undamaged images, in gray levels.
 
@@ -26,31 +26,17 @@ import torch
 from scipy.ndimage import binary_dilation, label
 from skimage.metrics import structural_similarity
 
-from aerocolor.color import gray_from_rgb, to_tensor
 from aerocolor.data.damage import DAMAGE_TYPES, LABEL, draw_damage
-from aerocolor.imageio import list_images, read_image
+from aerocolor.data.splits import HALVES, val_half
 from aerocolor.restore.fill import classical_fill, network_fill
 from aerocolor.restore.model import load_restore_model
-from aerocolor.restore.restore import RestoreOptions, Restorer, strength_threshold
+from aerocolor.restore.restore import RestoreOptions, Restorer, fill_region, type_thresholds
+from aerocolor.restore.train import held_out_grays
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 HELD_OUT_TAG = 2
 SIZE_BINS = (0, 16, 64, 256, 1024, 10**9)
-SIDE = 320
 STRENGTHS = (0.3, 0.5, 0.6, 0.7, 0.8, 0.9)
-
-
-def val_grays(n: int) -> list[np.ndarray]:
-    """``n`` color/val photos spread over its sources, centre crops of at most SIDE pixels."""
-    files = list_images(DATA / "color/val")
-    pick = np.linspace(0, len(files) - 1, n).round().astype(int)
-    out = []
-    for i in pick:
-        g = gray_from_rgb(to_tensor(read_image(files[i])))[0, 0].numpy()
-        h, w = g.shape
-        t, lft = max(0, (h - SIDE) // 2), max(0, (w - SIDE) // 2)
-        out.append(np.ascontiguousarray(g[t:t + SIDE, lft:lft + SIDE]))
-    return out
 
 
 def pooled_psnr(parts: list[tuple[float, int]]) -> str:
@@ -65,11 +51,13 @@ def main() -> None:
     p.add_argument("--images", type=int, default=40)
     p.add_argument("--model", type=Path, default=None, help="Restoration model (default: bundled).")
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--half", choices=HALVES, default="report",
+                   help="Half of color/val (thresholds are calibrated on the selection half).")
     a = p.parse_args()
     torch.set_num_threads(a.threads)
     model = load_restore_model(a.model)
     restorer = Restorer(model, RestoreOptions(device="cpu"))
-    grays = val_grays(a.images)
+    grays = held_out_grays(val_half(DATA / "color/val", a.half), a.images)
     start = time.monotonic()
     counts = {k: np.zeros(4, np.int64) for k in DAMAGE_TYPES}  # tp, fp, fn, found as any damage
     fills = {k: {m: [] for m in ("classical", "network", "auto")} for k in DAMAGE_TYPES}
@@ -81,23 +69,23 @@ def main() -> None:
     for i, clean in enumerate(grays):
         damaged, labels = draw_damage(clean, [HELD_OUT_TAG, i])
         probs = restorer.damage_probabilities(damaged)
-        found = restorer.labels(probs)
+        found = restorer.labels(probs, damaged)
         clean_probs = restorer.damage_probabilities(clean)
         for strength in STRENGTHS:
-            threshold = strength_threshold(strength)
-            hit, false = restorer.labels(probs, threshold) > 0, restorer.labels(clean_probs, threshold) > 0
+            hit = restorer.labels(probs, damaged, strength) > 0
+            false_codes, fill_false = fill_region(restorer.labels(clean_probs, clean, strength))
             truth_any = labels > 0
-            fill_false = binary_dilation(false, iterations=1)
             sweep[strength] += [(truth_any & hit).sum(), (~truth_any & hit).sum(), (truth_any & ~hit).sum()]
-            sweep_change[strength].append(np.abs(restorer.fill(clean, fill_false) - clean).mean() * 255)
+            sweep_change[strength].append(np.abs(restorer.fill(clean, fill_false, false_codes) - clean).mean() * 255)
         for k in DAMAGE_TYPES:
             truth, pred = labels == LABEL[k], found == LABEL[k]
             counts[k] += [(truth & pred).sum(), (~truth & pred).sum(), (truth & ~pred).sum(),
                           (truth & (found > 0)).sum()]
         mask = binary_dilation(labels > 0, iterations=1)
         outs = {"classical": classical_fill(damaged, mask),
-                "network": network_fill(model.inpainter, damaged, mask) if model.inpainter else None}
-        outs["auto"] = restorer.fill(damaged, mask)
+                "network": network_fill(model.inpainter, damaged, mask, model.inpaint_base) if model.inpainter
+                else None}
+        outs["auto"] = restorer.fill(damaged, mask, fill_region(labels)[0])
         ssim_maps = {m: structural_similarity(clean, np.clip(o, 0, 1), data_range=1.0, full=True)[1]
                      for m, o in outs.items() if o is not None}
         for k in DAMAGE_TYPES:
@@ -122,7 +110,7 @@ def main() -> None:
         damaged_err.append(((damaged - clean)[truth_any] ** 2).sum() / truth_any.sum())
 
     print(f"machine: 2-core x86_64 CPU ({platform.processor() or platform.machine()}), torch threads "
-          f"{a.threads}, {date.today()}, {len(grays)} color/val images ({SIDE} px crops), "
+          f"{a.threads}, {date.today()}, {len(grays)} images of the {a.half} half of color/val (320 px crops), "
           f"{time.monotonic() - start:.0f} s\n")
     print("| damage | precision | recall | F1 | found as any damage |\n|---|---|---|---|---|")
     for k, (tp, fp, fn, anyd) in counts.items():
@@ -146,12 +134,14 @@ def main() -> None:
     print("\nend to end (detected masks, auto fill): PSNR in the damage "
           f"{10 * np.log10(1 / np.mean(end_to_end)):.2f} dB "
           f"(damaged input {10 * np.log10(1 / np.mean(damaged_err)):.2f} dB)")
-    print("\n| --strength | threshold | any-damage precision | recall | F1 | undamaged images: mean change "
+    print(f"\n| --strength | thresholds ({'/'.join(DAMAGE_TYPES)}) | any-damage precision | recall | F1 | "
+          "undamaged images: mean change "
           "(gray levels) | max |\n|---|---|---|---|---|---|---|")
     for strength in STRENGTHS:
         tp, fp, fn = sweep[strength]
         prec, rec = tp / max(1, tp + fp), tp / max(1, tp + fn)
-        print(f"| {strength} | {strength_threshold(strength):.2f} | {prec:.3f} | {rec:.3f} | "
+        thresholds = "/".join(f"{t:.2f}" for t in type_thresholds(strength, restorer.damage_p)[1:].tolist())
+        print(f"| {strength} | {thresholds} | {prec:.3f} | {rec:.3f} | "
               f"{2 * prec * rec / max(1e-9, prec + rec):.3f} | {np.mean(sweep_change[strength]):.3f} | "
               f"{np.max(sweep_change[strength]):.3f} |")
 

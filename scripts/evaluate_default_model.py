@@ -25,6 +25,7 @@ from tqdm import tqdm
 
 from aerocolor.color import lab_to_rgb, lightness_from_gray, rgb_to_lab, to_tensor
 from aerocolor.colorize import to_gray
+from aerocolor.data import splits
 from aerocolor.data.datasets import as_rgb, nodata_mask
 from aerocolor.evaluate import colorfulness
 from aerocolor.fid import fid_features, frechet_distance
@@ -36,12 +37,7 @@ DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
 
 def val_half(half: str) -> list[Path]:
-    files = []
-    for sub in sorted((DATA / "color/val").iterdir()):
-        items = list_images(sub)
-        cut = len(items) // 2
-        files += items[:cut] if half == "selection" else items[cut:]
-    return files
+    return splits.val_half(DATA / "color/val", half)
 
 
 def write_lists(folder: Path) -> None:

@@ -13,6 +13,7 @@ from pathlib import Path
 import torch
 
 from aerocolor.restore.model import BUNDLED
+from aerocolor.restore.nets import INPAINT_BASES
 from aerocolor.restore.train import TrainOptions, train_restore_model
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
@@ -33,11 +34,15 @@ def main() -> None:
     p.add_argument("--init", type=Path, default=None, help="Go on from this restoration model's nets.")
     p.add_argument("--lr", type=float, default=2e-3)
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--inpaint-base", choices=INPAINT_BASES, default="telea+seen",
+                   help="The inpainter corrects Telea's fill seeing the damaged pixels (telea+seen), corrects "
+                        "Telea's fill alone (telea), or fills zeroed holes (zeros).")
     a = p.parse_args()
     torch.set_num_threads(a.threads)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     opts = TrainOptions(colour=a.colour, old=a.old, steps=a.steps, minutes=a.minutes, crop=a.crop,
-                        batch=a.batch, width=a.width, seed=a.seed, init=a.init, lr=a.lr)
+                        batch=a.batch, width=a.width, seed=a.seed, init=a.init, lr=a.lr,
+                        inpaint_base=a.inpaint_base)
     print(train_restore_model(opts, a.out, a.which))
 
 

@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from cli_helpers import run_main
 from PIL import Image
 
 from aerocolor.cli import main
@@ -215,15 +216,6 @@ CASES = [
     Case("unicode and spaces in paths", files(lambda t: gray_png(t / "häuser über 1962.png", 40, 50),
                                               colorize("häuser über 1962.png", out="ausgabe ü")), status=0),
 ]
-
-
-def run_main(args: list[str], capsys) -> tuple[int, str]:
-    try:
-        main(args)
-        code = 0
-    except SystemExit as e:
-        code = e.code if isinstance(e.code, int) else 1
-    return code, capsys.readouterr().err
 
 
 @pytest.fixture(scope="module", autouse=True)

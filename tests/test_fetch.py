@@ -16,19 +16,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from cli_helpers import run_cli
 from servers import serve
-from typer.testing import CliRunner
 
 from aerocolor import __version__
 from aerocolor.errors import AerocolorError
 
 XYZ_TILES = [(x, y) for x in range(29090, 29094) for y in range(12900, 12903)]  # real z15 tiles
-
-
-def run_cli(*args: str):
-    from aerocolor.cli import app
-
-    return CliRunner().invoke(app, [str(a) for a in args])
 
 
 def read_records(folder: Path) -> dict[str, dict]:

@@ -9,13 +9,11 @@ import numpy as np
 import pytest
 import rasterio
 import torch
+from cli_helpers import run_cli, run_main
 from rasterio.warp import calculate_default_transform, reproject
 from rasterio.windows import Window
-from test_bad_inputs import run_main
-from typer.testing import CliRunner
 
 from aerocolor.checkpoint import save_checkpoint
-from aerocolor.cli import app
 from aerocolor.config import ReferenceConfig, load_config
 from aerocolor.infer import torch_colorizer
 from aerocolor.infer.reference import Grid, Reference, ReferenceSpec, raster_reference
@@ -199,10 +197,6 @@ def test_onnx_parity_with_a_reference(reference_checkpoint, tmp_path):
         a = torch_c.colorize(gray, tile=64, overlap=16, reference=reference)
         b = onnx_c.colorize(gray, tile=64, overlap=16, reference=reference)
         assert np.abs(a - b).max() < 2e-3
-
-
-def run_cli(*args: str):
-    return CliRunner().invoke(app, list(args))
 
 
 def test_bad_references_are_one_line(shared_data, tmp_path, reference_checkpoint, tiny_checkpoint, capsys):

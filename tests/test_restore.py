@@ -20,9 +20,10 @@ from aerocolor.color import gray_from_rgb, to_tensor
 from aerocolor.data.damage import DAMAGE_TYPES, LABEL, Damage, draw_damage, type_masks
 from aerocolor.imageio import list_images, read_image
 from aerocolor.restore.borders import picture_area
+from aerocolor.restore.fill import classical_fill, network_fill
 from aerocolor.restore.model import BUNDLED, RestoreModel, load_restore_model, save_restore_model
 from aerocolor.restore.nets import RestoreNet, damage_detector, inpainter
-from aerocolor.restore.restore import BORDER_LABEL, RestoreOptions, Restorer
+from aerocolor.restore.restore import BORDER_LABEL, RestoreOptions, Restorer, grow_holes
 
 ONLY_SCRATCHES = Damage(dust=0, hairs=0, scratches=3, blotches=0, holes=0)
 
@@ -112,6 +113,119 @@ def test_clean_image_passes_nearly_unchanged(bundled, gray):
     assert np.array_equal(restored[codes == 0], gray[codes == 0])
     none = Restorer(bundled, RestoreOptions(device="cpu", strength=0.0)).restore(gray)[0]
     assert np.array_equal(none, gray)
+
+
+def big_hole(gray: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``gray`` with a large drawn hole (torn corner or missing strip) and the hole's mask."""
+    for seed in range(40):
+        damaged, labels = draw_damage(gray, [8, seed], Damage(dust=0, hairs=0, scratches=0, blotches=0, holes=2))
+        if (labels == LABEL["holes"]).sum() > 4000:
+            return damaged, labels == LABEL["holes"]
+    raise AssertionError("no large hole drawn in 40 seeds")
+
+
+def test_detected_hole_grows_over_its_flat_area_and_texture_does_not(gray):
+    damaged, hole = big_hole(gray)
+    interior = hole & ~binary_dilation(~hole, iterations=3)
+    rim = hole & ~interior  # only the hole's edge, as the detector sees a large one
+    seeds = np.where(rim, LABEL["holes"], 0).astype(np.uint8)
+    grown = grow_holes(damaged, seeds)
+    assert rim.sum() < hole.sum() / 3
+    assert np.array_equal(grown == LABEL["holes"], hole)
+    ground = np.zeros_like(seeds)
+    ground[200:220, 200:220] = LABEL["holes"]  # a false alarm on textured ground stays as it is
+    assert np.array_equal(grow_holes(gray, ground), ground)
+    calm = gray.copy()
+    calm[:150, :150] = 0.3  # a flat mid-tone area (calm water, a rendered map) is not a hole
+    seed = np.zeros_like(seeds)
+    seed[140:150, 140:150] = LABEL["holes"]
+    assert np.array_equal(grow_holes(calm, seed), seed)
+    other = np.where(rim, LABEL["dust"], 0).astype(np.uint8)  # other types never grow
+    assert np.array_equal(grow_holes(damaged, other), other)
+
+
+def test_bundled_detector_finds_the_inside_of_a_large_hole(bundled, gray):
+    damaged, hole = big_hole(gray)
+    found = Restorer(bundled, RestoreOptions(device="cpu")).detect(damaged)
+    assert (found[hole] == LABEL["holes"]).mean() > 0.95
+    assert (found[~binary_dilation(hole, iterations=2)] == LABEL["holes"]).sum() < 50
+
+
+def test_residual_inpainter_on_telea_starts_as_telea_and_learns_from_what_shows_through(gray, tmp_path):
+    from aerocolor.restore.nets import inpaint
+
+    torch.manual_seed(0)
+    damaged, hole = big_hole(gray)
+    net = inpainter(8, zero_head=True, base="telea+seen").eval()
+    telea = classical_fill(damaged, hole)
+    assert np.allclose(network_fill(net, damaged, hole, "telea+seen"), telea, atol=1e-6)
+    # a stripe darkened by a constant: the ground still shows through, which Telea cannot use
+    crop = gray[:64, :64]
+    mask = np.zeros_like(crop, bool)
+    mask[20:28] = True
+    seen = np.where(mask, crop * 0.4, crop).astype(np.float32)
+    base = torch.from_numpy(classical_fill(seen, mask))[None, None]
+    m, s = (torch.from_numpy(a.astype(np.float32))[None, None] for a in (mask, seen))
+    target = torch.from_numpy(crop)[None, None]
+    net.train()
+    optim = torch.optim.Adam(net.parameters(), 1e-2)
+    losses = []
+    for _ in range(40):
+        loss = ((inpaint(net, base, m, s) - target).abs() * m).sum() / m.sum()
+        optim.zero_grad()
+        loss.backward()
+        optim.step()
+        losses.append(loss.item())
+    assert losses[-1] < losses[0] * 0.7
+    out = inpaint(net.eval(), base, m, s)
+    assert torch.equal(out[m == 0], base[m == 0]), "a known pixel changed"
+    saved = save_restore_model(tmp_path / "r.pt", RestoreModel(damage_detector(8).eval(), net,
+                                                               {"inpainter": {"base": "telea+seen"}}))
+    loaded = load_restore_model(saved)
+    assert loaded.inpainter.stem[0][0].in_channels == 3
+    assert np.allclose(network_fill(loaded.inpainter, seen, mask, loaded.inpaint_base),
+                       network_fill(net, seen, mask, "telea+seen"), atol=2e-3)
+
+
+def test_per_type_thresholds_from_the_model_notes(bundled, gray):
+    damaged, _ = draw_damage(gray, [3, 1])
+    default = Restorer(bundled, RestoreOptions(device="cpu"))
+    probs = default.damage_probabilities(damaged)
+    notes = {**bundled.notes, "damage_p": {**bundled.notes.get("damage_p", {}), "dust": 0.6}}
+    eager = Restorer(RestoreModel(bundled.detector, bundled.inpainter, notes), RestoreOptions(device="cpu"))
+    base, more = default.labels(probs, damaged), eager.labels(probs, damaged)
+    assert (more == LABEL["dust"]).sum() > (base == LABEL["dust"]).sum()
+    others = (base != LABEL["dust"]) & (more != LABEL["dust"])
+    assert np.array_equal(base[others], more[others]), "another type's threshold moved"
+    assert (eager.labels(probs, damaged, strength=0.1) > 0).sum() < (more > 0).sum()  # strength still rules
+
+
+def test_auto_fill_gives_the_net_only_the_types_it_measured_better_on(gray):
+    from aerocolor.restore.restore import fill_region
+
+    torch.manual_seed(0)
+    damaged, labels = draw_damage(gray, [3, 7])
+    codes, mask = fill_region(labels)
+    assert {LABEL["dust"], LABEL["blotches"]} <= set(np.unique(codes))
+    net = inpainter(8).eval()  # random weights: its fill is far from Telea's
+    model = RestoreModel(damage_detector(8).eval(), net, {"fill_network_types": ["blotches"]})
+    out = Restorer(model, RestoreOptions(device="cpu")).fill(damaged, mask, codes)
+    by_net = codes == LABEL["blotches"]
+    telea_rest = classical_fill(damaged, mask & ~by_net)
+    assert np.array_equal(out[mask & ~by_net], telea_rest[mask & ~by_net])
+    assert np.abs(out[by_net] - telea_rest[by_net]).mean() > 0.01
+    assert np.array_equal(out[~mask], damaged[~mask])
+    telea_only = Restorer(RestoreModel(model.detector, net), RestoreOptions(device="cpu"))
+    assert np.array_equal(telea_only.fill(damaged, mask, codes), classical_fill(damaged, mask))
+
+
+def test_restoration_model_remembers_the_inpainting_base(tmp_path):
+    old = RestoreModel(detector=damage_detector(8).eval(), inpainter=inpainter(8).eval())
+    assert load_restore_model(save_restore_model(tmp_path / "old.pt", old)).inpaint_base == "zeros"
+    new = RestoreModel(detector=damage_detector(8).eval(), inpainter=inpainter(8).eval(),
+                       notes={"inpainter": {"base": "telea"}})
+    loaded = load_restore_model(save_restore_model(tmp_path / "new.pt", new))
+    assert loaded.inpaint_base == "telea" and Restorer(loaded, RestoreOptions(device="cpu")).inpaint_base == "telea"
 
 
 def write_tif(path: Path, bands: np.ndarray, **profile) -> Path:

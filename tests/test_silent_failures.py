@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from typer.testing import CliRunner
+from cli_helpers import run_cli
 
 from aerocolor.checkpoint import save_checkpoint
 from aerocolor.config import load_config
@@ -18,12 +18,6 @@ from aerocolor.errors import AerocolorError, TrainingError
 from aerocolor.imageio import read_image
 from aerocolor.infer import default_model_path, load_colorizer
 from aerocolor.methods import get_method
-
-
-def run_cli(*args):
-    from aerocolor.cli import app
-
-    return CliRunner().invoke(app, [str(a) for a in args])
 
 
 @pytest.fixture(scope="module")

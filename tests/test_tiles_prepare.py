@@ -8,18 +8,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from cli_helpers import run_cli
 from PIL import Image
-from typer.testing import CliRunner
 
 from aerocolor.color import gray_from_rgb, to_numpy, to_tensor
 from aerocolor.errors import AerocolorError
 from aerocolor.imageio import read_image
-
-
-def run_cli(*args):
-    from aerocolor.cli import app
-
-    return CliRunner().invoke(app, [str(a) for a in args])
 
 
 def manifest(folder: Path) -> list[dict]:

@@ -133,6 +133,7 @@ def colorize(
     from .imageio import output_folder
     from .infer import load_colorizer, reference_model_path
     from .infer.colorizer import check_tiling
+    from .infer.loading import check_chroma
     from .infer.raster import RasterOptions
     from .infer.reference import ReferenceSpec
 
@@ -142,8 +143,8 @@ def colorize(
     if not items:
         raise AerocolorError("no images given: aerocolor colorize [CKPT] IMAGE... -o OUT/")
     check_tiling(tile, overlap, batch_size)
-    if chroma is not None and not 0 < chroma <= 4:
-        raise AerocolorError(f"--chroma {chroma}: give a saturation multiplier above 0 and at most 4 (1: as predicted)")
+    if chroma is not None:
+        check_chroma(chroma)
     if samples < 0:
         raise AerocolorError(f"--samples {samples}: give 0 (one colorization) or a positive count")
     spec = None
@@ -186,9 +187,7 @@ def colorize(
             if summary.failed:
                 raise typer.Exit(1)
             return
-        colorizer = load_colorizer(model, device, backend)
-        if chroma is not None:
-            colorizer.chroma = chroma
+        colorizer = load_colorizer(model, device, backend, chroma)
         colorizer.check_reference(spec)
         failed: list[str] = []
 

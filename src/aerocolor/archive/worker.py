@@ -79,9 +79,7 @@ class ArchiveWorker:
         if spec.max_pixels is not None:
             set_pixel_limit(spec.max_pixels)
         self.spec = spec
-        self.colorizer = load_colorizer(spec.model, spec.device, spec.backend)
-        if spec.chroma is not None:
-            self.colorizer.chroma = spec.chroma
+        self.colorizer = load_colorizer(spec.model, spec.device, spec.backend, spec.chroma)
         self.variants = latent_variants(self.colorizer, spec.samples, spec.style, spec.seed) or [("", None)]
 
     def pid(self) -> int:

@@ -25,6 +25,10 @@ from .generator import DEFAULT_BATCH, DEFAULT_OVERLAP, DEFAULT_TILE, Generator, 
 from .reference import Reference, pad_planes
 
 NORM_SAMPLE_PIXELS = 2**21  # pixels that instance-norm statistics are pooled over
+# On the CPU, an input too large to run whole is cut into tiles of at most this side, whatever
+# --tile: per pixel, 768 px tiles run as fast as 1024 px ones there, and a tile pass holds
+# 200-400 MB less (benchmarks/colorize_speed.py --memory ... --tiles 1024 768; README "Speed").
+CPU_CUT_TILE = 768
 NORM_SAMPLE_SIDE = 256  # blocks they come from on larger inputs (32 of them: many small blocks cover more)
 STATS_CHUNK_PIXELS = 2**18  # statistics sample pixels run at once: its peak stays below a 1024 px tile's
 MAX_STATS_WAVES = 4  # most passes over the sample that accumulating statistics may take
@@ -76,14 +80,15 @@ def axis_tiles(n: int, tile: int, overlap: int, multiple: int = 1) -> tuple[list
     return [i * step for i in range(count - 1)] + [n - side], side
 
 
-def tile_plan(h: int, w: int, tile: int, overlap: int, multiple: int = 1
+def tile_plan(h: int, w: int, tile: int, overlap: int, multiple: int = 1, cut: int | None = None
               ) -> tuple[list[int], list[int], int, int]:
     """(tops, lefts, tile height, tile width): one tile when the image fits ``tile`` squared
     pixels (a 600 x 600 photo is one 600 px tile, not four overlapping 512 px ones), else the
-    fewest equal tiles of at most ``tile`` a side (see :func:`axis_tiles`)."""
+    fewest equal tiles of at most ``cut`` (default ``tile``) a side (see :func:`axis_tiles`)."""
     if h * w <= tile * tile:
         return [0], [0], h, w
-    (tops, th), (lefts, tw) = (axis_tiles(n, tile, overlap, multiple) for n in (h, w))
+    side = min(tile, cut) if cut else tile
+    (tops, th), (lefts, tw) = (axis_tiles(n, side, max(0, min(overlap, side - 1)), multiple) for n in (h, w))
     return tops, lefts, th, tw
 
 
@@ -169,6 +174,7 @@ class Colorizer:
         self.generator = generator
         self.config = config
         self.device = device
+        self.cut_tile: int | None = CPU_CUT_TILE  # None: cut at --tile on the CPU too
         self.source = source
         # multiplier on the colour's a*, b*: the model's calibrated saturation unless set otherwise
         self.chroma = config.model.chroma
@@ -321,8 +327,10 @@ class Colorizer:
         return [items[i:i + per] for i in range(0, len(items), per)]
 
     def plan(self, h: int, w: int, tile: int, overlap: int) -> tuple[list[int], list[int], int, int]:
-        """This generator's tiling of an HxW input (see :func:`tile_plan`)."""
-        return tile_plan(h, w, tile, overlap, self.generator.size_multiple)
+        """This generator's tiling of an HxW input (see :func:`tile_plan`): whole when it fits
+        ``tile`` squared pixels, else tiles of at most ``tile`` (``CPU_CUT_TILE`` on the CPU)."""
+        cut = self.cut_tile if self.device.type == "cpu" else None
+        return tile_plan(h, w, tile, overlap, self.generator.size_multiple, cut)
 
     @torch.no_grad()
     def blend_tiles(self, read: GrayReader, h: int, w: int, tile: int = DEFAULT_TILE,

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from ..config import Config
-from ..errors import CheckpointError
+from ..errors import CheckpointError, ConfigError
 from ..imageio import atomic_write
 from ..methods import Method
 from .colorizer import DEFAULT_TILE, Colorizer
@@ -67,11 +67,21 @@ def onnx_colorizer(path: Path, device: str = "auto") -> Colorizer:
 
 
 def load_colorizer(path: str | Path | None = None, device: str = "auto",
-                   backend: str | None = None) -> Colorizer:
+                   backend: str | None = None, chroma: float | None = None) -> Colorizer:
     """Load a checkpoint (``.pt``) or an exported ONNX model (``.onnx``); ``backend`` is
     ``torch``, ``onnx`` (a checkpoint is exported on the fly), ``auto`` (on the CPU, the one
     measured faster for this model on this machine, see :func:`choose_backend`) or None (by file
-    type). Without a path, the bundled model. ``Colorizer.backend`` records the choice."""
+    type). Without a path, the bundled model. ``Colorizer.backend`` records the choice.
+    ``chroma`` overrides the model's saturation multiplier (``--chroma``)."""
+    if chroma is not None:
+        check_chroma(chroma)
+    colorizer = _load_colorizer(path, device, backend)
+    if chroma is not None:
+        colorizer.chroma = chroma
+    return colorizer
+
+
+def _load_colorizer(path: str | Path | None, device: str, backend: str | None) -> Colorizer:
     path = Path(path) if path is not None else default_model_path()
     if not path.is_file() and path == default_model_path():
         raise CheckpointError(
@@ -89,6 +99,12 @@ def load_colorizer(path: str | Path | None = None, device: str = "auto",
     if backend == "auto" and colorizer.device.type == "cpu" and not colorizer.multimodal:
         return fastest_colorizer(path, colorizer)
     return colorizer
+
+
+def check_chroma(chroma: float) -> None:
+    """A saturation multiplier (``--chroma``) must lie in (0, 4]."""
+    if not 0 < chroma <= 4:
+        raise ConfigError(f"--chroma {chroma}: give a saturation multiplier above 0 and at most 4 (1: as predicted)")
 
 
 def choose_backend(speeds: dict[str, float]) -> str:

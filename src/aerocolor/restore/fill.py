@@ -1,14 +1,13 @@
 """Filling the pixels of a damage mask: OpenCV's Telea fast-marching fill (the classical
-baseline) and a small inpainting net, chosen per damaged area by its size (see ``choose_fill``)."""
+baseline) and a small inpainting net, chosen per damage type as measured (see ``choose_fill``)."""
 
 from __future__ import annotations
 
 import cv2
 import numpy as np
 import torch
-from scipy.ndimage import label
 
-from .nets import SIZE_MULTIPLE, inpaint
+from .nets import INPAINT_BASES, SIZE_MULTIPLE, inpaint, sees_damage
 
 TELEA_RADIUS = 3
 
@@ -23,42 +22,44 @@ def classical_fill(gray: np.ndarray, mask: np.ndarray) -> np.ndarray:
     return np.where(mask, filled.astype(np.float32) / 65535, gray).astype(np.float32)
 
 
+def inpaint_base(gray: np.ndarray, mask: np.ndarray, base: str) -> np.ndarray:
+    """The inpainter's input gray: masked pixels zeroed (``zeros``) or filled by Telea (``telea``)."""
+    if base not in INPAINT_BASES:
+        raise ValueError(f"inpainting base {base!r}: choose {', '.join(INPAINT_BASES)}")
+    gray = np.clip(gray, 0, 1).astype(np.float32)
+    return classical_fill(gray, mask) if base != "zeros" else np.where(mask, 0, gray).astype(np.float32)
+
+
 @torch.no_grad()
-def network_fill(net: torch.nn.Module, gray: np.ndarray, mask: np.ndarray) -> np.ndarray:
+def network_fill(net: torch.nn.Module, gray: np.ndarray, mask: np.ndarray, base: str = "zeros") -> np.ndarray:
     """The inpainting net's fill of ``mask`` in a gray HxW image in [0, 1] (padded to the net's
-    size multiple by reflection); unmasked pixels are returned unchanged."""
+    size multiple by reflection), on the ``base`` it was trained with (see ``inpaint_base``);
+    unmasked pixels are returned unchanged."""
     if not mask.any():
         return gray
     device = next(net.parameters()).device
     h, w = gray.shape
     ph, pw = -h % SIZE_MULTIPLE, -w % SIZE_MULTIPLE
-    g = np.pad(np.clip(gray, 0, 1), ((0, ph), (0, pw)), mode="reflect" if min(h, w) > max(ph, pw) else "edge")
-    m = np.pad(mask, ((0, ph), (0, pw)))
-    g_t, m_t = (torch.from_numpy(np.ascontiguousarray(a, np.float32))[None, None].to(device) for a in (g, m))
-    out = inpaint(net, g_t, m_t)[0, 0, :h, :w].cpu().numpy()
+    mode = "reflect" if min(h, w) > max(ph, pw) else "edge"
+    # the padding mirrors the mask too, so mirrored missing pixels are not taken for known ones
+    g = np.pad(inpaint_base(gray, mask, base), ((0, ph), (0, pw)), mode=mode)
+    m = np.pad(mask, ((0, ph), (0, pw)), mode=mode)
+    seen = np.pad(np.clip(gray, 0, 1), ((0, ph), (0, pw)), mode=mode) if sees_damage(base) else None
+    g_t, m_t, s_t = (None if a is None else torch.from_numpy(np.ascontiguousarray(a, np.float32))[None, None].to(device)
+                     for a in (g, m, seen))
+    out = inpaint(net, g_t, m_t, s_t)[0, 0, :h, :w].cpu().numpy()
     return np.where(mask, out, gray).astype(np.float32)
 
 
-def large_areas(mask: np.ndarray, min_area: int) -> np.ndarray:
-    """The pixels of ``mask`` in connected areas of at least ``min_area`` pixels."""
-    labels, n = label(mask)
-    if n == 0:
-        return np.zeros_like(mask)
-    sizes = np.bincount(labels.ravel())
-    big = sizes >= min_area
-    big[0] = False
-    return big[labels]
-
-
 def choose_fill(gray: np.ndarray, mask: np.ndarray, net: torch.nn.Module | None, method: str,
-                min_area: int | None) -> np.ndarray:
-    """Fill ``mask``: ``classical``, ``network``, or ``auto`` (the net for areas of ``min_area``
-    pixels or more, where it measured better, Telea for the small ones; Telea everywhere when
-    ``min_area`` is None, the net having measured better nowhere)."""
-    if method == "classical" or net is None or (method == "auto" and min_area is None):
+                network_part: np.ndarray | None = None, base: str = "zeros") -> np.ndarray:
+    """Fill ``mask``: ``classical`` (Telea), ``network``, or ``auto``: the net for the pixels of
+    ``network_part`` (the damage types where it measured better), Telea for the rest, first, so
+    the net sees them filled."""
+    if method == "classical" or net is None or (method == "auto" and (network_part is None or not network_part.any())):
         return classical_fill(gray, mask)
     if method == "network":
-        return network_fill(net, gray, mask)
-    big = large_areas(mask, min_area)
-    out = classical_fill(gray, mask & ~big)
-    return network_fill(net, out, big) if big.any() else out
+        return network_fill(net, gray, mask, base)
+    by_net = mask & network_part
+    out = classical_fill(gray, mask & ~by_net)
+    return network_fill(net, out, by_net, base) if by_net.any() else out

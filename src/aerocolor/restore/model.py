@@ -10,7 +10,7 @@ import torch
 
 from ..errors import CheckpointError
 from ..imageio import atomic_write
-from .nets import RestoreNet, damage_detector, inpainter
+from .nets import RestoreNet
 
 BUNDLED = Path(__file__).resolve().parents[1] / "models" / "restore.pt"
 FORMAT = "aerocolor-restore-1"
@@ -21,6 +21,11 @@ class RestoreModel:
     detector: RestoreNet | None = None
     inpainter: RestoreNet | None = None
     notes: dict = field(default_factory=dict)
+
+    @property
+    def inpaint_base(self) -> str:
+        """What the inpainter was trained to correct: ``telea`` fills or zeroed holes (older files)."""
+        return self.notes.get("inpainter", {}).get("base", "zeros")
 
 
 def _half_state(net: RestoreNet) -> dict:
@@ -52,9 +57,10 @@ def load_restore_model(path: Path | None = None, device: torch.device | str = "c
         raise CheckpointError(f"{path}: not an aerocolor restoration model (a colorization "
                               "checkpoint?); give a file written by scripts/train_restore.py")
     model = RestoreModel(notes=blob.get("notes", {}))
-    for name, build in (("detector", damage_detector), ("inpainter", inpainter)):
+    for name in ("detector", "inpainter"):
         if name in blob:
-            net = build(blob[name]["width"])
+            state = blob[name]["state"]
+            net = RestoreNet(state["stem.0.0.weight"].shape[1], state["head.weight"].shape[0], blob[name]["width"])
             net.load_state_dict({k: v.float() if v.is_floating_point() else v
                                  for k, v in blob[name]["state"].items()})
             setattr(model, name, net.eval().to(device))

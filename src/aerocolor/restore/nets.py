@@ -50,16 +50,35 @@ def damage_detector(width: int = 16) -> RestoreNet:
     return RestoreNet(1, 1 + len(DAMAGE_TYPES), width)
 
 
-def inpainter(width: int = 16) -> RestoreNet:
-    """(gray with holes zeroed, mask) (N,2,H,W) -> gray residual (N,1,H,W), see :func:`inpaint`."""
-    return RestoreNet(2, 1, width)
+# what the inpainter's input holds in the masked pixels: zeros, Telea's fill, or Telea's fill
+# plus a channel with the damaged pixels as scanned (a blotch or scratch still shows the ground)
+INPAINT_BASES = ("zeros", "telea", "telea+seen")
 
 
-def inpaint(net: nn.Module, gray: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """Gray (N,1,H,W) with ``mask`` (N,1,H,W, 1 = missing) -> gray with the masked pixels
-    predicted and the others kept exactly."""
-    known = gray * (1 - mask)
-    pred = (known + net(torch.cat([known * 2 - 1, mask], 1))).clamp(0, 1)
+def sees_damage(base: str) -> bool:
+    return base.endswith("+seen")
+
+
+def inpainter(width: int = 16, zero_head: bool = False, base: str = "zeros") -> RestoreNet:
+    """(base gray, mask[, damaged pixels]) (N,2 or 3,H,W) -> gray residual (N,1,H,W), see
+    :func:`inpaint`. With ``zero_head`` the residual starts at exactly zero, so a net on a Telea
+    base starts as Telea."""
+    net = RestoreNet(3 if sees_damage(base) else 2, 1, width)
+    if zero_head:
+        nn.init.zeros_(net.head.weight)
+        nn.init.zeros_(net.head.bias)
+    return net
+
+
+def inpaint(net: nn.Module, base: torch.Tensor, mask: torch.Tensor, seen: torch.Tensor | None = None
+            ) -> torch.Tensor:
+    """The masked pixels (``mask`` (N,1,H,W), 1 = missing) predicted as ``base`` plus the net's
+    residual, the others kept exactly. ``base`` is the gray (N,1,H,W) with the masked pixels
+    zeroed (base ``zeros``) or already filled by Telea (``telea``: the net corrects it); ``seen``,
+    for a net that takes it, the damaged gray as scanned (only its masked pixels are shown)."""
+    known = base * (1 - mask)
+    parts = [base * 2 - 1, mask] + ([(seen * 2 - 1) * mask] if seen is not None else [])
+    pred = (base + net(torch.cat(parts, 1))).clamp(0, 1)
     return known + pred * mask
 
 

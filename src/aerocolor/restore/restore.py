@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from rasterio.enums import MaskFlags
 from rasterio.errors import NotGeoreferencedWarning
 from rasterio.windows import Window
-from scipy.ndimage import binary_dilation, grey_dilation
+from scipy.ndimage import binary_dilation, find_objects, grey_dilation, label
 from tqdm import tqdm
 
 from ..data.damage import DAMAGE_TYPES, LABEL
@@ -40,7 +40,9 @@ BORDER_LABEL = len(DAMAGE_TYPES) + 1  # mask code of the frame border set to nod
 MASK_CODES = {0: "clean", **{v: k for k, v in LABEL.items()}, BORDER_LABEL: "frame border (nodata)"}
 FILL_METHODS = ("auto", "classical", "network")
 DEFAULT_DAMAGE_P = 0.03  # see strength_threshold
-DEFAULT_MIN_AREA = 64  # damaged areas from this many pixels get the network fill (auto)
+HOLE_TONE_TOLERANCE = 2 / 255  # a missing area is one tone, to within this (see grow_holes)
+HOLE_FLAT_SHARE = 0.8  # share of a detected hole's pixels that must lie within that tolerance
+HOLE_SATURATION = 3 / 255  # ... and that tone within this of black or white
 
 
 @dataclass(frozen=True)
@@ -76,11 +78,19 @@ def check_options(opts: RestoreOptions) -> None:
                           f"({opts.halo})")
 
 
-def strength_threshold(strength: float) -> float:
-    """The damage probability above which a pixel is repaired: 1 - P ** (2 (1 - strength)) with
-    P = DEFAULT_DAMAGE_P, so strength 0.5 repairs pixels more than 1 - P likely damaged (measured
-    to leave clean photos nearly unchanged), 1 repairs anything, 0 almost nothing."""
-    return float(max(0.0, 1 - DEFAULT_DAMAGE_P ** (2 * (1 - strength))))
+def strength_threshold(strength: float, damage_p: float = DEFAULT_DAMAGE_P) -> float:
+    """The damage probability above which a pixel is repaired: 1 - P ** (2 (1 - strength)), so
+    strength 0.5 repairs pixels more than 1 - P likely damaged, 1 repairs anything, 0 almost
+    nothing. P is ``DEFAULT_DAMAGE_P`` (measured to leave clean photos nearly unchanged) or the
+    model's own per damage type (its notes' ``damage_p``, see scripts/calibrate_restore.py)."""
+    return float(max(0.0, 1 - damage_p ** (2 * (1 - strength))))
+
+
+def type_thresholds(strength: float, damage_p: dict[str, float] | None = None) -> torch.Tensor:
+    """The threshold of each label (index 0, clean, unused) at ``strength``."""
+    damage_p = damage_p or {}
+    return torch.tensor([1.0] + [strength_threshold(strength, damage_p.get(k, DEFAULT_DAMAGE_P))
+                                 for k in DAMAGE_TYPES])
 
 
 class Restorer:
@@ -95,8 +105,11 @@ class Restorer:
         self.device = pick_device(opts.device)
         self.detector = model.detector.to(self.device).eval()
         self.inpainter = None if model.inpainter is None else model.inpainter.to(self.device).eval()
-        self.min_area = model.notes.get("fill_min_area", DEFAULT_MIN_AREA)
-        self.threshold = strength_threshold(opts.strength)
+        # the damage types the net fills under --fill auto (measured better than Telea on them)
+        self.network_types = [t for t in model.notes.get("fill_network_types", []) if t in LABEL]
+        self.inpaint_base = model.inpaint_base
+        self.damage_p = dict(model.notes.get("damage_p", {}))
+        self.thresholds = type_thresholds(opts.strength, self.damage_p).to(self.device)
         self.keep = torch.tensor([0] + [LABEL[n] for n in opts.repair], device=self.device)
 
     @classmethod
@@ -125,32 +138,78 @@ class Restorer:
 
     def detect(self, gray: np.ndarray) -> np.ndarray:
         """Labels HxW uint8 of the damage to repair: 0 clean, else ``LABEL[type]``."""
-        return self.labels(self.damage_probabilities(gray))
+        return self.labels(self.damage_probabilities(gray), gray)
 
-    def labels(self, probs: torch.Tensor, threshold: float | None = None) -> np.ndarray:
-        """Class probabilities -> labels: damage where its probability exceeds ``threshold``
-        (default: the one of ``--strength``), of the most likely type, if it is to be repaired."""
-        damaged = 1 - probs[0] > (self.threshold if threshold is None else threshold)
+    def labels(self, probs: torch.Tensor, gray: np.ndarray, strength: float | None = None) -> np.ndarray:
+        """Class probabilities of ``gray`` -> labels: damage of the most likely type where the
+        probability of damage exceeds that type's threshold at ``strength`` (default:
+        ``--strength``), if it is to be repaired; detected holes then grow over the flat area they
+        lie in (see ``grow_holes``)."""
+        thresholds = self.thresholds if strength is None else type_thresholds(strength, self.damage_p).to(probs.device)
         kind = probs[1:].argmax(0) + 1
+        damaged = 1 - probs[0] > thresholds[kind]
         labels = torch.where(damaged & torch.isin(kind, self.keep), kind, torch.zeros_like(kind))
-        return labels.to(torch.uint8).cpu().numpy()
+        labels = labels.to(torch.uint8).cpu().numpy()
+        return grow_holes(gray, labels) if "holes" in self.opts.repair else labels
 
-    def fill(self, band: np.ndarray, mask: np.ndarray) -> np.ndarray:
-        return choose_fill(band, mask, self.inpainter, self.opts.fill, self.min_area)
+    def fill(self, band: np.ndarray, mask: np.ndarray, codes: np.ndarray | None = None) -> np.ndarray:
+        """``band`` with ``mask`` filled; ``codes`` (the mask codes) tell ``--fill auto`` which
+        pixels are of the types the net fills (without them: Telea everywhere)."""
+        network_part = None if codes is None else np.isin(codes, [LABEL[t] for t in self.network_types])
+        return choose_fill(band, mask, self.inpainter, self.opts.fill, network_part, self.inpaint_base)
 
     def restore(self, gray: np.ndarray, valid: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Gray HxW in [0, 1] -> (restored gray, mask codes of the filled pixels)."""
         labels, fill_mask = self.damage(gray, valid)
-        out = self.fill(gray, fill_mask)
+        out = self.fill(gray, fill_mask, labels)
         return np.where(fill_mask, np.clip(out, 0, 1), gray).astype(np.float32), labels
 
     def damage(self, gray: np.ndarray, valid: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
         """(mask codes, pixels to fill): the detected damage one pixel wider, within ``valid``."""
-        labels = self.detect(gray)
-        fill_mask = binary_dilation(labels > 0, iterations=1)
-        if valid is not None:
-            fill_mask &= valid
-        return np.where(fill_mask, grey_dilation(labels, size=3), 0).astype(np.uint8), fill_mask
+        return fill_region(self.detect(gray), valid)
+
+
+def fill_region(labels: np.ndarray, valid: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Labels -> (mask codes, pixels to fill): the damage one pixel wider (its soft rim, coded
+    as the damage beside it), within ``valid``."""
+    fill_mask = binary_dilation(labels > 0, iterations=1)
+    if valid is not None:
+        fill_mask &= valid
+    return np.where(fill_mask, grey_dilation(labels, size=3), 0).astype(np.uint8), fill_mask
+
+
+def grow_holes(gray: np.ndarray, labels: np.ndarray, tolerance: float = HOLE_TONE_TOLERANCE) -> np.ndarray:
+    """``labels`` with each detected hole grown over the connected area of its own flat tone.
+
+    A torn corner or missing strip is one flat black or white tone (unexposed or clear film, the
+    scanner bed), and the detector sees only the edge of a large one: inside, a flat area looks
+    like clean ground. Each detected hole whose pixels are nearly all within ``tolerance`` of
+    their median tone, black or white, takes every pixel connected to it within that tolerance;
+    a hole that is not flat (a false alarm on texture) or of a mid tone (flat water or a
+    rendered map area) grows nowhere."""
+    seeds = labels == LABEL["holes"]
+    if not seeds.any():
+        return labels
+    parts, _ = label(seeds, structure=np.ones((3, 3)))
+    out = labels.copy()
+    done: set[int] = set()
+    flat_areas: dict[int, np.ndarray] = {}  # by tone in 1/255 steps: each labelled once
+    for j, where in enumerate(find_objects(parts), start=1):
+        if j in done:
+            continue
+        values = gray[where][parts[where] == j]
+        tone = float(np.median(values))
+        if (np.mean(np.abs(values - tone) <= tolerance) < HOLE_FLAT_SHARE
+                or HOLE_SATURATION < tone < 1 - HOLE_SATURATION):
+            continue
+        key = round(tone * 255)
+        if key not in flat_areas:
+            flat_areas[key] = label(np.abs(gray - key / 255) <= tolerance, structure=np.ones((3, 3)))[0]
+        flat = flat_areas[key]
+        grown = np.isin(flat, np.unique(flat[(parts == j) & (flat > 0)]))
+        out[grown] = LABEL["holes"]
+        done.update(np.unique(parts[grown & seeds]).tolist())
+    return out
 
 
 def restore_strips(restorer: Restorer, read, height: int, width: int
@@ -227,7 +286,7 @@ def restore_file(restorer: Restorer, path: Path, out_dir: Path, progress: bool =
                         out = raw.copy()
                         for b in range(raw.shape[0]):
                             band = np.where(valid, (raw[b] - gray.lo) / scale, gray.fill)  # no NaN nodata in fills
-                            filled = restorer.fill(band, fill_mask)
+                            filled = restorer.fill(band, fill_mask, codes)
                             out[b][fill_mask] = filled[fill_mask] * scale + gray.lo
                         out, codes, valid = out[:, off:off + rows], codes[off:off + rows], valid[off:off + rows]
                         if area is not None:

@@ -21,8 +21,9 @@ from scipy.ndimage import binary_dilation
 from ..data.ageing import Ageing, age_image
 from ..data.damage import DAMAGE_TYPES, LABEL, Damage, draw_damage
 from ..imageio import list_images, read_image
+from .fill import inpaint_base
 from .model import RestoreModel, save_restore_model
-from .nets import damage_detector, inpaint, inpainter
+from .nets import damage_detector, inpaint, inpainter, sees_damage
 
 log = logging.getLogger("aerocolor")
 TRAIN_SEED_TAG = 1
@@ -46,6 +47,7 @@ class TrainOptions:
     old_share: float = 0.25
     seed: int = 0
     init: Path | None = None  # go on from this restoration model file's nets
+    inpaint_base: str = "telea+seen"  # the inpainter's input, see nets.INPAINT_BASES
 
 
 def load_pool(folders: list[str], n: int, rng: np.random.Generator) -> list[np.ndarray]:
@@ -93,6 +95,20 @@ def damaged_batch(colour, old, opts: TrainOptions, rng: np.random.Generator, ste
             torch.from_numpy(np.stack(labels)).long())
 
 
+def held_out_grays(files: list[Path], n: int, side: int = 320) -> list[np.ndarray]:
+    """``n`` of ``files`` spread evenly over the list, as gray centre crops of at most ``side``
+    pixels: the images restoration is measured and calibrated on."""
+    from ..color import gray_from_rgb, to_tensor
+
+    out = []
+    for i in np.linspace(0, len(files) - 1, min(n, len(files))).round().astype(int):
+        g = gray_from_rgb(to_tensor(read_image(files[i])))[0, 0].numpy()
+        h, w = g.shape
+        t, lft = max(0, (h - side) // 2), max(0, (w - side) // 2)
+        out.append(np.ascontiguousarray(g[t:t + side, lft:lft + side]))
+    return out
+
+
 def fill_mask(labels: np.ndarray) -> np.ndarray:
     """The pixels a fill must replace: the damage, one pixel wider (its soft rim)."""
     return binary_dilation(labels > 0, iterations=1)
@@ -116,13 +132,18 @@ def _loop(name: str, opts: TrainOptions, loss_fn, optim, sched, log_every: int =
 
 
 def _initial(net: torch.nn.Module, opts: TrainOptions, part: str) -> torch.nn.Module:
-    """``net`` in training mode, with the weights of ``part`` from ``opts.init`` where given."""
+    """``net`` in training mode, with the weights of ``part`` from ``opts.init`` where given (an
+    inpainter only when it was trained on the same base)."""
     if opts.init is not None:
         from .model import load_restore_model
 
-        previous = getattr(load_restore_model(opts.init), part)
-        if previous is not None:
+        init = load_restore_model(opts.init)
+        previous = getattr(init, part)
+        if previous is not None and (part != "inpainter" or init.inpaint_base == opts.inpaint_base):
             net.load_state_dict(previous.state_dict())
+        elif previous is not None:
+            log.info("inpainter: %s was trained on base %s, not %s; starting afresh", opts.init,
+                     init.inpaint_base, opts.inpaint_base)
     return net.train()
 
 
@@ -152,15 +173,21 @@ def train_detector(opts: TrainOptions) -> tuple[torch.nn.Module, int]:
 
 def train_inpainter(opts: TrainOptions) -> tuple[torch.nn.Module, int]:
     """An inpainting net trained with L1 inside the damage masks (blotches and holes, plus
-    scratches and hairs for thin gaps)."""
-    net = _initial(inpainter(opts.width), opts, "inpainter")
+    scratches and hairs for thin gaps). On a Telea base its residual head starts at zero, so
+    training starts from Telea's fill and can only learn corrections to it; with ``+seen`` it
+    also sees the damaged pixels (a blotch or a scratch still shows the ground through it)."""
+    base_kind = opts.inpaint_base
+    net = _initial(inpainter(opts.width, zero_head=base_kind != "zeros", base=base_kind), opts, "inpainter")
     rng, colour, old, optim, sched = _setup(opts, opts.seed + 1, net)
     params = Damage(dust=0.3, hairs=0.5, scratches=0.5, blotches=3.0, holes=1.5)
 
     def loss_fn(step: int) -> torch.Tensor:
-        clean, _, labels = damaged_batch(colour, old, opts, rng, step, params)
-        mask = torch.from_numpy(np.stack([fill_mask(lab) for lab in labels.numpy()]))[:, None].float()
-        out = inpaint(net, clean, mask)
+        clean, damaged, labels = damaged_batch(colour, old, opts, rng, step, params)
+        masks = [fill_mask(lab) for lab in labels.numpy()]
+        base = torch.from_numpy(np.stack([inpaint_base(d, m, base_kind)
+                                          for d, m in zip(damaged[:, 0].numpy(), masks)]))[:, None]
+        mask = torch.from_numpy(np.stack(masks))[:, None].float()
+        out = inpaint(net, base, mask, damaged if sees_damage(base_kind) else None)
         return (out - clean).abs().mul(mask).sum() / mask.sum().clamp(min=1)  # L1 inside the holes
 
     return net.eval(), _loop("inpainter", opts, loss_fn, optim, sched)
@@ -182,5 +209,5 @@ def train_restore_model(opts: TrainOptions, out: Path, which: str = "both") -> P
     if which in ("both", "inpainter"):
         inpaint_net, steps = train_inpainter(opts)
         notes["inpainter"] = {"steps": steps, "batch": opts.batch, "crop": opts.crop, "width": opts.width,
-                              "seed": opts.seed}
+                              "seed": opts.seed, "base": opts.inpaint_base}
     return save_restore_model(out, RestoreModel(detector=detector, inpainter=inpaint_net, notes=notes))

@@ -15,7 +15,7 @@ import numpy as np
 import rasterio
 
 from ..imageio import atomic_write, write_image
-from ..infer.colorizer import DEFAULT_OVERLAP, tile_windows
+from ..infer.colorizer import DEFAULT_OVERLAP
 from ..infer.raster import open_raster, output_profile, quantize, valid_mask
 from ..infer.reference import Grid, Reference, load_reference
 from .catalog import ModelCatalog
@@ -116,7 +116,8 @@ def colorize_job(job: Job, catalog: ModelCatalog, tile: int) -> None:
         write_image(job.folder / GRAY_PNG, gray)  # show what was colorized
     codes = colorizer.latent_codes(job.samples, job.seed) if colorizer.multimodal else [None]
     reference = job_reference(job, colorizer.config.model.reference.scale)
-    tiles = len(tile_windows(*gray.shape, tile, DEFAULT_OVERLAP))
+    tops, lefts, _, _ = colorizer.plan(*gray.shape, tile, DEFAULT_OVERLAP)
+    tiles = len(tops) * len(lefts)
     total = tiles * len(codes)
     done = 0
 
