@@ -209,6 +209,17 @@ def test_journal_keeps_complete_records_and_drops_other_work(tmp_path):
     assert hidden(tmp_path) == []
 
 
+def test_raster_job_key_follows_the_tile_cut(shared_data, tmp_path):
+    from aerocolor.infer import load_colorizer
+    from aerocolor.infer.raster import RasterOptions, job_key
+
+    colorizer = load_colorizer(None, "cpu", "torch")
+    src = next((shared_data / "geo").glob("*.tif"))
+    key = job_key(colorizer, src, RasterOptions(), None)
+    colorizer.cut_tile = None  # another tiling of the same raster: a journal must not mix the two
+    assert job_key(colorizer, src, RasterOptions(), None) != key
+
+
 def test_orphaned_temps_are_removed_and_live_ones_kept(tmp_path):
     target = tmp_path / "a.png"
     script = ("import sys,time;from aerocolor.imageio import atomic_write;"
