@@ -28,9 +28,9 @@ from skimage.metrics import structural_similarity
 
 from aerocolor.data.damage import DAMAGE_TYPES, LABEL, draw_damage
 from aerocolor.data.splits import HALVES, val_half
-from aerocolor.restore.fill import classical_fill, network_fill
+from aerocolor.restore.fill import classical_fill, fill_region, network_fill
 from aerocolor.restore.model import load_restore_model
-from aerocolor.restore.restore import RestoreOptions, Restorer, fill_region, type_thresholds
+from aerocolor.restore.restore import RestoreOptions, Restorer, type_thresholds
 from aerocolor.restore.train import held_out_grays
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
@@ -81,11 +81,11 @@ def main() -> None:
             truth, pred = labels == LABEL[k], found == LABEL[k]
             counts[k] += [(truth & pred).sum(), (~truth & pred).sum(), (truth & ~pred).sum(),
                           (truth & (found > 0)).sum()]
-        mask = binary_dilation(labels > 0, iterations=1)
+        codes, mask = fill_region(labels)
         outs = {"classical": classical_fill(damaged, mask),
                 "network": network_fill(model.inpainter, damaged, mask, model.inpaint_base) if model.inpainter
                 else None}
-        outs["auto"] = restorer.fill(damaged, mask, fill_region(labels)[0])
+        outs["auto"] = restorer.fill(damaged, mask, codes)
         ssim_maps = {m: structural_similarity(clean, np.clip(o, 0, 1), data_range=1.0, full=True)[1]
                      for m, o in outs.items() if o is not None}
         for k in DAMAGE_TYPES:

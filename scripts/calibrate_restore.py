@@ -25,9 +25,9 @@ from tqdm import tqdm
 
 from aerocolor.data.damage import DAMAGE_TYPES, LABEL, draw_damage
 from aerocolor.data.splits import val_half
-from aerocolor.restore.fill import classical_fill, network_fill
+from aerocolor.restore.fill import classical_fill, fill_region, network_fill
 from aerocolor.restore.model import load_restore_model, save_restore_model
-from aerocolor.restore.restore import DEFAULT_DAMAGE_P, RestoreOptions, Restorer, fill_region
+from aerocolor.restore.restore import DEFAULT_DAMAGE_P, RestoreOptions, Restorer
 from aerocolor.restore.train import held_out_grays
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
@@ -39,7 +39,7 @@ def choose_network_types(model, cases, margin: float) -> list[str]:
     """The damage types whose true damage the net fills better than Telea by ``margin`` dB."""
     errors = {k: np.zeros((2, 2)) for k in DAMAGE_TYPES}  # (Telea, net) x (squared error, pixels)
     for clean, damaged, labels, _, _ in cases:
-        mask = binary_dilation(labels > 0, iterations=1)
+        mask = fill_region(labels)[1]
         fills = (classical_fill(damaged, mask), network_fill(model.inpainter, damaged, mask, model.inpaint_base))
         for k in DAMAGE_TYPES:
             region = binary_dilation(labels == LABEL[k], iterations=1) & mask

@@ -329,8 +329,13 @@ class Colorizer:
     def plan(self, h: int, w: int, tile: int, overlap: int) -> tuple[list[int], list[int], int, int]:
         """This generator's tiling of an HxW input (see :func:`tile_plan`): whole when it fits
         ``tile`` squared pixels, else tiles of at most ``tile`` (``CPU_CUT_TILE`` on the CPU)."""
-        cut = self.cut_tile if self.device.type == "cpu" else None
-        return tile_plan(h, w, tile, overlap, self.generator.size_multiple, cut)
+        return tile_plan(h, w, tile, overlap, self.generator.size_multiple, self.cut)
+
+    @property
+    def cut(self) -> int | None:
+        """The largest side of the tiles a too-large input is cut into, beside ``--tile``:
+        ``cut_tile`` on the CPU, none elsewhere."""
+        return self.cut_tile if self.device.type == "cpu" else None
 
     @torch.no_grad()
     def blend_tiles(self, read: GrayReader, h: int, w: int, tile: int = DEFAULT_TILE,

@@ -385,7 +385,7 @@ def job_key(colorizer: Colorizer, path: Path, opts: RasterOptions, z: torch.Tens
             "input_mtime_ns": stat.st_mtime_ns, "model_sha256": file_checksum(model),
             "backend": type(colorizer.generator).__name__, "device": str(colorizer.device),
             "precision": getattr(colorizer.generator, "precision", "float32"), "chroma": colorizer.chroma,
-            "cut_tile": getattr(colorizer, "cut_tile", None) if colorizer.device.type == "cpu" else None,
+            "cut_tile": colorizer.cut,
             "options": asdict(opts), "z": None if z is None else z.flatten().tolist(),
             "reference": None if reference is None else content_digest(
                 [reference.coarse, reference.palette, reference.strength]),

@@ -6,10 +6,20 @@ from __future__ import annotations
 import cv2
 import numpy as np
 import torch
+from scipy.ndimage import binary_dilation, grey_dilation
 
 from .nets import INPAINT_BASES, SIZE_MULTIPLE, inpaint, sees_damage
 
 TELEA_RADIUS = 3
+
+
+def fill_region(labels: np.ndarray, valid: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Labels -> (mask codes, pixels to fill): the damage one pixel wider (its soft rim, coded
+    as the damage beside it), within ``valid``."""
+    fill_mask = binary_dilation(labels > 0, iterations=1)
+    if valid is not None:
+        fill_mask &= valid
+    return np.where(fill_mask, grey_dilation(labels, size=3), 0).astype(np.uint8), fill_mask
 
 
 def classical_fill(gray: np.ndarray, mask: np.ndarray) -> np.ndarray:

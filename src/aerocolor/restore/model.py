@@ -24,7 +24,8 @@ class RestoreModel:
 
     @property
     def inpaint_base(self) -> str:
-        """What the inpainter was trained to correct: ``telea`` fills or zeroed holes (older files)."""
+        """The inpainter's input (``nets.INPAINT_BASES``): ``telea+seen``, ``telea``, or ``zeros``
+        (zeroed holes; files written before the field existed)."""
         return self.notes.get("inpainter", {}).get("base", "zeros")
 
 

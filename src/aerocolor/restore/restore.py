@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from rasterio.enums import MaskFlags
 from rasterio.errors import NotGeoreferencedWarning
 from rasterio.windows import Window
-from scipy.ndimage import binary_dilation, find_objects, grey_dilation, label
+from scipy.ndimage import find_objects, label
 from tqdm import tqdm
 
 from ..data.damage import DAMAGE_TYPES, LABEL
@@ -32,7 +32,7 @@ from ..imageio import atomic_write
 from ..infer.generator import pick_device
 from ..infer.raster import GDAL_CACHE_MAX, RASTER_SUFFIXES, GrayRaster, RasterOptions, open_raster
 from .borders import area_rows, picture_area
-from .fill import choose_fill
+from .fill import choose_fill, fill_region
 from .model import RestoreModel, load_restore_model
 from .nets import SIZE_MULTIPLE
 
@@ -167,15 +167,6 @@ class Restorer:
     def damage(self, gray: np.ndarray, valid: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
         """(mask codes, pixels to fill): the detected damage one pixel wider, within ``valid``."""
         return fill_region(self.detect(gray), valid)
-
-
-def fill_region(labels: np.ndarray, valid: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """Labels -> (mask codes, pixels to fill): the damage one pixel wider (its soft rim, coded
-    as the damage beside it), within ``valid``."""
-    fill_mask = binary_dilation(labels > 0, iterations=1)
-    if valid is not None:
-        fill_mask &= valid
-    return np.where(fill_mask, grey_dilation(labels, size=3), 0).astype(np.uint8), fill_mask
 
 
 def grow_holes(gray: np.ndarray, labels: np.ndarray, tolerance: float = HOLE_TONE_TOLERANCE) -> np.ndarray:

@@ -16,12 +16,12 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from scipy.ndimage import binary_dilation
 
+from ..color import gray_from_rgb, to_tensor
 from ..data.ageing import Ageing, age_image
 from ..data.damage import DAMAGE_TYPES, LABEL, Damage, draw_damage
 from ..imageio import list_images, read_image
-from .fill import inpaint_base
+from .fill import fill_region, inpaint_base
 from .model import RestoreModel, save_restore_model
 from .nets import damage_detector, inpaint, inpainter, sees_damage
 
@@ -98,8 +98,6 @@ def damaged_batch(colour, old, opts: TrainOptions, rng: np.random.Generator, ste
 def held_out_grays(files: list[Path], n: int, side: int = 320) -> list[np.ndarray]:
     """``n`` of ``files`` spread evenly over the list, as gray centre crops of at most ``side``
     pixels: the images restoration is measured and calibrated on."""
-    from ..color import gray_from_rgb, to_tensor
-
     out = []
     for i in np.linspace(0, len(files) - 1, min(n, len(files))).round().astype(int):
         g = gray_from_rgb(to_tensor(read_image(files[i])))[0, 0].numpy()
@@ -107,11 +105,6 @@ def held_out_grays(files: list[Path], n: int, side: int = 320) -> list[np.ndarra
         t, lft = max(0, (h - side) // 2), max(0, (w - side) // 2)
         out.append(np.ascontiguousarray(g[t:t + side, lft:lft + side]))
     return out
-
-
-def fill_mask(labels: np.ndarray) -> np.ndarray:
-    """The pixels a fill must replace: the damage, one pixel wider (its soft rim)."""
-    return binary_dilation(labels > 0, iterations=1)
 
 
 def _loop(name: str, opts: TrainOptions, loss_fn, optim, sched, log_every: int = 25) -> int:
@@ -183,7 +176,7 @@ def train_inpainter(opts: TrainOptions) -> tuple[torch.nn.Module, int]:
 
     def loss_fn(step: int) -> torch.Tensor:
         clean, damaged, labels = damaged_batch(colour, old, opts, rng, step, params)
-        masks = [fill_mask(lab) for lab in labels.numpy()]
+        masks = [fill_region(lab)[1] for lab in labels.numpy()]
         base = torch.from_numpy(np.stack([inpaint_base(d, m, base_kind)
                                           for d, m in zip(damaged[:, 0].numpy(), masks)]))[:, None]
         mask = torch.from_numpy(np.stack(masks))[:, None].float()
