@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from scipy.ndimage import binary_dilation, label
+from scipy.ndimage import label
 from skimage.metrics import structural_similarity
 
 from aerocolor.data.damage import DAMAGE_TYPES, LABEL, draw_damage
@@ -33,7 +33,7 @@ from aerocolor.data.splits import HALVES, val_half
 from aerocolor.restore.fill import classical_fill, fill_region, network_fill, smooth_fill
 from aerocolor.restore.model import load_restore_model
 from aerocolor.restore.restore import RestoreOptions, Restorer, type_thresholds
-from aerocolor.restore.train import held_out_grays
+from aerocolor.restore.train import damage_regions, held_out_grays
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 HELD_OUT_TAG = 2
@@ -92,10 +92,7 @@ def main() -> None:
         outs["auto"] = restorer.fill(damaged, mask, codes)
         ssim_maps = {m: structural_similarity(clean, np.clip(o, 0, 1), data_range=1.0, full=True)[1]
                      for m, o in outs.items() if o is not None}
-        for k in DAMAGE_TYPES:
-            region = binary_dilation(labels == LABEL[k], iterations=1) & mask
-            if region.sum() == 0:
-                continue
+        for k, region in damage_regions(labels, mask).items():
             for m, o in outs.items():
                 if o is not None:
                     fills[k][m].append((((np.clip(o, 0, 1)[region] - clean[region]) ** 2).sum(), region.sum()))

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
+from scipy.ndimage import binary_dilation
 
 from ..color import gray_from_rgb, to_tensor
 from ..data.ageing import Ageing, age_image
@@ -105,6 +106,13 @@ def held_out_grays(files: list[Path], n: int, side: int = 320) -> list[np.ndarra
         t, lft = max(0, (h - side) // 2), max(0, (w - side) // 2)
         out.append(np.ascontiguousarray(g[t:t + side, lft:lft + side]))
     return out
+
+
+def damage_regions(labels: np.ndarray, mask: np.ndarray) -> dict[str, np.ndarray]:
+    """Per damage type present: its true damage one pixel wider, within the filled ``mask``:
+    where a fill of that type is measured."""
+    regions = {k: binary_dilation(labels == LABEL[k], iterations=1) & mask for k in DAMAGE_TYPES}
+    return {k: r for k, r in regions.items() if r.any()}
 
 
 def _loop(name: str, opts: TrainOptions, loss_fn, optim, sched, log_every: int = 25) -> int:
