@@ -5,7 +5,9 @@ Prints four tables:
 1. detection precision / recall / F1 per damage type (pixels; the type must match), and the
    share of each type's pixels found as any damage;
 2. fill quality inside the true damage (one pixel wider) of each type: PSNR and SSIM of the
-   Telea fill, the network fill and the auto choice, against the clean image;
+   Telea fill (the classical baseline), the smooth fill (Telea turning into the mean of the
+   surroundings deep inside large areas: the network's starting point), the network fill and the
+   auto choice, against the clean image;
 3. the same by size of the damaged area;
 4. end to end (detected masks, default strength), and per --strength: detection of any damage
    and the mean change of undamaged images, in gray levels.
@@ -23,20 +25,21 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from scipy.ndimage import binary_dilation, label
+from scipy.ndimage import label
 from skimage.metrics import structural_similarity
 
 from aerocolor.data.damage import DAMAGE_TYPES, LABEL, draw_damage
 from aerocolor.data.splits import HALVES, val_half
-from aerocolor.restore.fill import classical_fill, fill_region, network_fill
+from aerocolor.restore.fill import classical_fill, fill_region, network_fill, smooth_fill
 from aerocolor.restore.model import load_restore_model
 from aerocolor.restore.restore import RestoreOptions, Restorer, type_thresholds
-from aerocolor.restore.train import held_out_grays
+from aerocolor.restore.train import damage_regions, held_out_grays
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 HELD_OUT_TAG = 2
 SIZE_BINS = (0, 16, 64, 256, 1024, 10**9)
 STRENGTHS = (0.3, 0.5, 0.6, 0.7, 0.8, 0.9)
+FILLS = ("classical", "smooth", "network", "auto")
 
 
 def pooled_psnr(parts: list[tuple[float, int]]) -> str:
@@ -60,8 +63,8 @@ def main() -> None:
     grays = held_out_grays(val_half(DATA / "color/val", a.half), a.images)
     start = time.monotonic()
     counts = {k: np.zeros(4, np.int64) for k in DAMAGE_TYPES}  # tp, fp, fn, found as any damage
-    fills = {k: {m: [] for m in ("classical", "network", "auto")} for k in DAMAGE_TYPES}
-    ssims = {k: {m: [] for m in ("classical", "network", "auto")} for k in DAMAGE_TYPES}
+    fills = {k: {m: [] for m in FILLS} for k in DAMAGE_TYPES}
+    ssims = {k: {m: [] for m in FILLS} for k in DAMAGE_TYPES}
     by_size = {b: {m: [] for m in ("classical", "network")} for b in SIZE_BINS[:-1]}
     end_to_end, damaged_err = [], []
     sweep = {s: np.zeros(3, np.int64) for s in STRENGTHS}
@@ -82,16 +85,14 @@ def main() -> None:
             counts[k] += [(truth & pred).sum(), (~truth & pred).sum(), (truth & ~pred).sum(),
                           (truth & (found > 0)).sum()]
         codes, mask = fill_region(labels)
-        outs = {"classical": classical_fill(damaged, mask),
+        telea = classical_fill(damaged, mask)
+        outs = {"classical": telea, "smooth": smooth_fill(damaged, mask, telea),
                 "network": network_fill(model.inpainter, damaged, mask, model.inpaint_base) if model.inpainter
                 else None}
         outs["auto"] = restorer.fill(damaged, mask, codes)
         ssim_maps = {m: structural_similarity(clean, np.clip(o, 0, 1), data_range=1.0, full=True)[1]
                      for m, o in outs.items() if o is not None}
-        for k in DAMAGE_TYPES:
-            region = binary_dilation(labels == LABEL[k], iterations=1) & mask
-            if region.sum() == 0:
-                continue
+        for k, region in damage_regions(labels, mask).items():
             for m, o in outs.items():
                 if o is not None:
                     fills[k][m].append((((np.clip(o, 0, 1)[region] - clean[region]) ** 2).sum(), region.sum()))
@@ -117,13 +118,13 @@ def main() -> None:
         prec, rec = tp / max(1, tp + fp), tp / max(1, tp + fn)
         f1 = 2 * prec * rec / max(1e-9, prec + rec)
         print(f"| {k} | {prec:.3f} | {rec:.3f} | {f1:.3f} | {anyd / max(1, tp + fn):.3f} |")
-    print("\n| damage | PSNR Telea | PSNR network | PSNR auto | SSIM Telea | SSIM network | SSIM auto |")
-    print("|---|---|---|---|---|---|---|")
+    names = {"classical": "Telea", "smooth": "smooth", "network": "network", "auto": "auto"}
+    print("\n| damage | " + " | ".join(f"PSNR {names[m]}" for m in FILLS) + " | "
+          + " | ".join(f"SSIM {names[m]}" for m in FILLS) + " |")
+    print("|---|" + "---|" * 2 * len(FILLS))
     for k in DAMAGE_TYPES:
-        row = []
-        for m in ("classical", "network", "auto"):
-            row.append(pooled_psnr(fills[k][m]))
-        row += [f"{np.mean(ssims[k][m]):.3f}" if ssims[k][m] else "-" for m in ("classical", "network", "auto")]
+        row = [pooled_psnr(fills[k][m]) for m in FILLS]
+        row += [f"{np.mean(ssims[k][m]):.3f}" if ssims[k][m] else "-" for m in FILLS]
         print(f"| {k} | {' | '.join(row)} |")
     print("\n| damaged area (pixels) | PSNR Telea | PSNR network |\n|---|---|---|")
     for lo, hi in zip(SIZE_BINS[:-1], SIZE_BINS[1:]):

@@ -20,7 +20,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from scipy.ndimage import binary_dilation
 from tqdm import tqdm
 
 from aerocolor.data.damage import DAMAGE_TYPES, LABEL, draw_damage
@@ -28,7 +27,7 @@ from aerocolor.data.splits import val_half
 from aerocolor.restore.fill import classical_fill, fill_region, network_fill
 from aerocolor.restore.model import load_restore_model, save_restore_model
 from aerocolor.restore.restore import DEFAULT_DAMAGE_P, RestoreOptions, Restorer
-from aerocolor.restore.train import held_out_grays
+from aerocolor.restore.train import damage_regions, held_out_grays
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 CALIBRATION_TAG = 3
@@ -41,8 +40,7 @@ def choose_network_types(model, cases, margin: float) -> list[str]:
     for clean, damaged, labels, _, _ in cases:
         mask = fill_region(labels)[1]
         fills = (classical_fill(damaged, mask), network_fill(model.inpainter, damaged, mask, model.inpaint_base))
-        for k in DAMAGE_TYPES:
-            region = binary_dilation(labels == LABEL[k], iterations=1) & mask
+        for k, region in damage_regions(labels, mask).items():
             for j, out in enumerate(fills):
                 errors[k][j] += [((out[region] - clean[region]) ** 2).sum(), region.sum()]
     print("\n| damage | PSNR Telea | PSNR net |\n|---|---|---|")

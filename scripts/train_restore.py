@@ -34,9 +34,10 @@ def main() -> None:
     p.add_argument("--init", type=Path, default=None, help="Go on from this restoration model's nets.")
     p.add_argument("--lr", type=float, default=2e-3)
     p.add_argument("--threads", type=int, default=1)
-    p.add_argument("--inpaint-base", choices=INPAINT_BASES, default="telea+seen",
-                   help="The inpainter corrects Telea's fill seeing the damaged pixels (telea+seen), corrects "
-                        "Telea's fill alone (telea), or fills zeroed holes (zeros).")
+    p.add_argument("--inpaint-base", choices=INPAINT_BASES, default="smooth+seen",
+                   help="The inpainter corrects a fill seeing the damaged pixels: Telea's turning into the mean "
+                        "of the surroundings deep inside large areas (smooth+seen) or Telea's alone (telea+seen); "
+                        "or corrects Telea's fill without them (telea), or fills zeroed holes (zeros).")
     a = p.parse_args()
     torch.set_num_threads(a.threads)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")

@@ -160,12 +160,13 @@ def test_measure_backends_times_each(tiny_checkpoint):
     assert set(speeds) == {"torch"} and speeds["torch"] > 0
 
 
-def test_auto_backend_probes_at_the_default_tile(tmp_path, monkeypatch):
-    """Backends are timed on a tile of the default size (the faster on small tiles need not be
-    the faster on a raster's tiles); measurements from another probe size are not reused."""
+def test_auto_backend_probes_at_the_cpu_tile(tmp_path, monkeypatch):
+    """Backends are timed on a tile of the size a raster is cut into on the CPU (the faster on
+    small tiles need not be the faster on a raster's tiles); measurements from another probe
+    size are not reused."""
     from aerocolor.checkpoint import save_checkpoint
     from aerocolor.config import load_config
-    from aerocolor.infer.colorizer import DEFAULT_TILE
+    from aerocolor.infer.colorizer import CPU_CUT_TILE
     from aerocolor.methods import METHODS
 
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
@@ -175,11 +176,11 @@ def test_auto_backend_probes_at_the_default_tile(tmp_path, monkeypatch):
     ckpt = save_checkpoint(tmp_path / "tiny.pt", {"config": cfg.model_dump(mode="json"),
                                                  "nets": method.nets_state(method.inference_nets)})
     key = machine_key(ckpt)
-    assert key.endswith(f"probe {DEFAULT_TILE} px")
+    assert key.endswith(f"probe {CPU_CUT_TILE} px")
     backend_cache_path().parent.mkdir(parents=True)
-    older = key.removesuffix(f" probe {DEFAULT_TILE} px")  # a cache from a probe of unrecorded size
+    older = key.removesuffix(f" probe {CPU_CUT_TILE} px")  # a cache from a probe of unrecorded size
     backend_cache_path().write_text(json.dumps({older: {"torch": 1e-9, "onnx": 1e-9}}))
     colorizer = load_colorizer(ckpt, "cpu", "auto")
-    assert colorizer.backend.endswith(f"on a {DEFAULT_TILE} px tile)")
+    assert colorizer.backend.endswith(f"on a {CPU_CUT_TILE} px tile)")
     measured = json.loads(backend_cache_path().read_text())
     assert set(measured) == {older, key} and all(v > 1e-6 for v in measured[key].values())

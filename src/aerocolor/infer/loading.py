@@ -18,16 +18,18 @@ from ..config import Config
 from ..errors import CheckpointError, ConfigError
 from ..imageio import atomic_write
 from ..methods import Method
-from .colorizer import DEFAULT_TILE, Colorizer
+from ..runtime import map_large_allocations, release_free_memory
+from .colorizer import CPU_CUT_TILE, Colorizer
 from .generator import pick_device
 from .torch_backend import TorchGenerator, load_method
 
 log = logging.getLogger("aerocolor")
 
 BACKENDS = ("torch", "onnx")  # in order of preference when measured equally fast
-# side of the gray tile the backends are timed on: the default tile, since the faster backend
-# on small tiles need not be the faster on the tiles a raster is cut into
-PROBE_SIDE = DEFAULT_TILE
+# side of the gray tile the backends are timed on: the tile a large input is cut into on the
+# CPU (``auto`` chooses for the CPU only), since the faster backend on small tiles need not be the
+# faster on a raster's tiles
+PROBE_SIDE = CPU_CUT_TILE
 PROBE_RUNS = 2  # timed runs per backend, interleaved; the best of each counts
 
 
@@ -60,7 +62,10 @@ def onnx_colorizer(path: Path, device: str = "auto") -> Colorizer:
         gen = OnnxGenerator(str(path), dev, str(path))
     else:
         method, config = load_method(path)
-        gen = OnnxGenerator(export_onnx(method, config), dev, str(path))
+        blob = export_onnx(method, config)
+        del method
+        release_free_memory()  # what the exporter allocated and freed
+        gen = OnnxGenerator(blob, dev, str(path))
     colorizer = Colorizer(gen, gen.config, dev, str(path))
     colorizer.backend = "onnx"
     return colorizer
@@ -76,6 +81,8 @@ def load_colorizer(path: str | Path | None = None, device: str = "auto",
     if chroma is not None:
         check_chroma(chroma)
     colorizer = _load_colorizer(path, device, backend)
+    if colorizer.device.type == "cpu" and str(colorizer.backend or "").startswith("onnx"):
+        map_large_allocations()
     if chroma is not None:
         colorizer.chroma = chroma
     return colorizer

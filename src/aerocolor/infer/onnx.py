@@ -29,6 +29,7 @@ import logging
 import os
 import threading
 import warnings
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -311,7 +312,10 @@ class OnnxGenerator:
         if self.instance_norm and "norm_stats" not in inputs:
             raise CheckpointError(f"{source}: exported by an older aerocolor without instance-norm statistics "
                                   "inputs; export it again with 'aerocolor export CKPT --onnx OUT'")
-        self.stats_session = self.stats_only(model, options, providers) if self.instance_norm else None
+        # the statistics graph is built for each statistics pass and dropped after it: its
+        # session holds its own copy of the weights, not needed while tiles run
+        self._stats_source = (model, options, providers) if self.instance_norm else None
+        self.stats_session = None
         # the arena hands its free chunks back after each run: without it, chunks cut for one
         # shape (statistics blocks, a tile) sat beside those of the next (+400 MB at 16384 px wide)
         self.run_options = ort.RunOptions()
@@ -354,14 +358,30 @@ class OnnxGenerator:
         raw = self.session.run(["raw"], self._feeds(gray, z, weights, stats, ref), self.run_options)[0]
         return torch.from_numpy(raw).to(gray.device)
 
+    @contextmanager
+    def statistics_graph(self):
+        """The session of :meth:`stats_only` while the block runs: built on entry unless an outer
+        block holds it, and dropped when the block that built it ends."""
+        if self._stats_source is None:
+            raise CheckpointError("this ONNX model has no whole-input layers: it needs no statistics pass")
+        owner = self.stats_session is None
+        if owner:
+            self.stats_session = self.stats_only(*self._stats_source)
+        try:
+            yield self.stats_session
+        finally:
+            if owner:
+                self.stats_session = None
+
     def pooled_norm_stats(self, gray: torch.Tensor, z: torch.Tensor | None,
                           ref: torch.Tensor | None = None) -> np.ndarray:
         """Run a batch with every instance norm pooled over the whole batch; their statistics."""
         unused = np.zeros(self.norm_stats_size, np.float32)  # the cut graph keeps no input defaults
         feeds = self._feeds(gray, z, (0.0, 1.0, 0.0), unused, ref)
-        names = {i.name for i in self.stats_session.get_inputs()}
-        feeds = {k: v for k, v in feeds.items() if k in names}
-        return self.stats_session.run(["pooled_norm_stats"], feeds, self.run_options)[0]
+        with self.statistics_graph() as session:
+            names = {i.name for i in session.get_inputs()}
+            feeds = {k: v for k, v in feeds.items() if k in names}
+            return session.run(["pooled_norm_stats"], feeds, self.run_options)[0]
 
     def stats_waves(self, z: torch.Tensor | None) -> int:
         """1 for a graph with one whole-input layer; 0 (one batch) with more: its statistics
@@ -370,8 +390,9 @@ class OnnxGenerator:
 
     def accumulated_norm_stats(self, batches: StatsBatches) -> np.ndarray:
         parts = []
-        for gray, z, ref in batches():
-            pooled = torch.from_numpy(self.pooled_norm_stats(gray, z, ref))
-            half = len(pooled) // 2
-            parts.append((gray.shape[0] * gray.shape[-2] * gray.shape[-1], pooled[:half], pooled[half:]))
+        with self.statistics_graph():
+            for gray, z, ref in batches():
+                pooled = torch.from_numpy(self.pooled_norm_stats(gray, z, ref))
+                half = len(pooled) // 2
+                parts.append((gray.shape[0] * gray.shape[-2] * gray.shape[-1], pooled[:half], pooled[half:]))
         return torch.cat(merge_moments(parts)).numpy()

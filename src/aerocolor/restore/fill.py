@@ -11,6 +11,10 @@ from scipy.ndimage import binary_dilation, grey_dilation
 from .nets import INPAINT_BASES, SIZE_MULTIPLE, inpaint, sees_damage
 
 TELEA_RADIUS = 3
+# the smooth fill of large areas (see ``smooth_fill``), chosen on the selection half of color/val
+SMOOTH_SIGMA = 32.0  # px: the scale of the surroundings averaged into a large hole
+SMOOTH_REACH = 16.0  # px: how far into a hole Telea's fill still counts (its weight falls as exp(-d/reach))
+SMOOTH_STEP = 8  # the averaging runs on a grid this many times coarser
 
 
 def fill_region(labels: np.ndarray, valid: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
@@ -32,12 +36,41 @@ def classical_fill(gray: np.ndarray, mask: np.ndarray) -> np.ndarray:
     return np.where(mask, filled.astype(np.float32) / 65535, gray).astype(np.float32)
 
 
+def smooth_fill(gray: np.ndarray, mask: np.ndarray, telea: np.ndarray | None = None) -> np.ndarray:
+    """Telea's fill near the edge of a masked area, turning into a Gaussian-weighted average of
+    the known pixels around it (normalised convolution at ``SMOOTH_SIGMA``) deeper inside.
+
+    Telea carries the edge's pixels inward, streaks and all; deep inside a torn corner nothing
+    of the ground is left, and the local mean of the surroundings is the better guess (+0.8 dB
+    over Telea inside holes on the selection half; thin damage stays Telea's, being all edge).
+    Where no known pixel lies within reach, the mean of all known pixels is taken."""
+    if not mask.any():
+        return gray
+    telea = classical_fill(gray, mask) if telea is None else telea
+    known = (~mask).astype(np.float32)
+    if not known.any():
+        return telea
+    h, w = gray.shape
+    small = (max(1, w // SMOOTH_STEP), max(1, h // SMOOTH_STEP))
+    sigma = SMOOTH_SIGMA / SMOOTH_STEP
+    num, den = (cv2.resize(cv2.GaussianBlur(cv2.resize(a, small, interpolation=cv2.INTER_AREA), (0, 0), sigma,
+                                            borderType=cv2.BORDER_REFLECT), (w, h), interpolation=cv2.INTER_LINEAR)
+                for a in (np.where(mask, 0, gray).astype(np.float32), known))
+    eps = 1e-3
+    mean = (num + eps * float(gray[~mask].mean())) / (den + eps)
+    reach = np.exp(-cv2.distanceTransform(mask.astype(np.uint8), cv2.DIST_L2, 5) / SMOOTH_REACH)
+    return np.where(mask, reach * telea + (1 - reach) * mean, gray).astype(np.float32)
+
+
 def inpaint_base(gray: np.ndarray, mask: np.ndarray, base: str) -> np.ndarray:
-    """The inpainter's input gray: masked pixels zeroed (``zeros``) or filled by Telea (``telea``)."""
+    """The inpainter's input gray: masked pixels zeroed (``zeros``), filled by Telea (``telea``,
+    ``telea+seen``) or by ``smooth_fill`` (``smooth+seen``)."""
     if base not in INPAINT_BASES:
         raise ValueError(f"inpainting base {base!r}: choose {', '.join(INPAINT_BASES)}")
     gray = np.clip(gray, 0, 1).astype(np.float32)
-    return classical_fill(gray, mask) if base != "zeros" else np.where(mask, 0, gray).astype(np.float32)
+    if base == "zeros":
+        return np.where(mask, 0, gray).astype(np.float32)
+    return smooth_fill(gray, mask) if base.startswith("smooth") else classical_fill(gray, mask)
 
 
 @torch.no_grad()

@@ -24,8 +24,8 @@ class RestoreModel:
 
     @property
     def inpaint_base(self) -> str:
-        """The inpainter's input (``nets.INPAINT_BASES``): ``telea+seen``, ``telea``, or ``zeros``
-        (zeroed holes; files written before the field existed)."""
+        """The inpainter's input (``nets.INPAINT_BASES``): ``smooth+seen``, ``telea+seen``,
+        ``telea``, or ``zeros`` (zeroed holes; files written before the field existed)."""
         return self.notes.get("inpainter", {}).get("base", "zeros")
 
 

@@ -51,8 +51,9 @@ def damage_detector(width: int = 16) -> RestoreNet:
 
 
 # what the inpainter's input holds in the masked pixels: zeros, Telea's fill, or Telea's fill
-# plus a channel with the damaged pixels as scanned (a blotch or scratch still shows the ground)
-INPAINT_BASES = ("zeros", "telea", "telea+seen")
+# plus a channel with the damaged pixels as scanned (a blotch or scratch still shows the ground),
+# or the same with Telea's fill turning into the mean of the surroundings deep inside large areas
+INPAINT_BASES = ("zeros", "telea", "telea+seen", "smooth+seen")
 
 
 def sees_damage(base: str) -> bool:

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
+from scipy.ndimage import binary_dilation
 
 from ..color import gray_from_rgb, to_tensor
 from ..data.ageing import Ageing, age_image
@@ -47,7 +48,7 @@ class TrainOptions:
     old_share: float = 0.25
     seed: int = 0
     init: Path | None = None  # go on from this restoration model file's nets
-    inpaint_base: str = "telea+seen"  # the inpainter's input, see nets.INPAINT_BASES
+    inpaint_base: str = "smooth+seen"  # the inpainter's input, see nets.INPAINT_BASES
 
 
 def load_pool(folders: list[str], n: int, rng: np.random.Generator) -> list[np.ndarray]:
@@ -107,6 +108,13 @@ def held_out_grays(files: list[Path], n: int, side: int = 320) -> list[np.ndarra
     return out
 
 
+def damage_regions(labels: np.ndarray, mask: np.ndarray) -> dict[str, np.ndarray]:
+    """Per damage type present: its true damage one pixel wider, within the filled ``mask``:
+    where a fill of that type is measured."""
+    regions = {k: binary_dilation(labels == LABEL[k], iterations=1) & mask for k in DAMAGE_TYPES}
+    return {k: r for k, r in regions.items() if r.any()}
+
+
 def _loop(name: str, opts: TrainOptions, loss_fn, optim, sched, log_every: int = 25) -> int:
     """Optimise ``loss_fn(step)`` for the step budget or the wall-time limit; returns the steps."""
     start = time.monotonic()
@@ -126,17 +134,23 @@ def _loop(name: str, opts: TrainOptions, loss_fn, optim, sched, log_every: int =
 
 def _initial(net: torch.nn.Module, opts: TrainOptions, part: str) -> torch.nn.Module:
     """``net`` in training mode, with the weights of ``part`` from ``opts.init`` where given (an
-    inpainter only when it was trained on the same base)."""
+    inpainter only when it was trained on inputs of the same kind: zeroed holes, or a fill with
+    the same channels, whose residual the training then adapts to the new fill)."""
     if opts.init is not None:
         from .model import load_restore_model
 
         init = load_restore_model(opts.init)
         previous = getattr(init, part)
-        if previous is not None and (part != "inpainter" or init.inpaint_base == opts.inpaint_base):
-            net.load_state_dict(previous.state_dict())
-        elif previous is not None:
-            log.info("inpainter: %s was trained on base %s, not %s; starting afresh", opts.init,
-                     init.inpaint_base, opts.inpaint_base)
+        if previous is None:
+            return net.train()
+        if part == "inpainter" and init.inpaint_base != opts.inpaint_base:
+            same_inputs = ((init.inpaint_base == "zeros") == (opts.inpaint_base == "zeros")
+                           and sees_damage(init.inpaint_base) == sees_damage(opts.inpaint_base))
+            log.info("inpainter: %s was trained on base %s, not %s; %s", opts.init, init.inpaint_base,
+                     opts.inpaint_base, "going on from its weights" if same_inputs else "starting afresh")
+            if not same_inputs:
+                return net.train()
+        net.load_state_dict(previous.state_dict())
     return net.train()
 
 
