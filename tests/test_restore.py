@@ -212,6 +212,25 @@ def test_smooth_fill_beats_telea_deep_inside_holes_and_keeps_thin_damage_telea(s
     assert np.allclose(network_fill(net, damaged, hole, "smooth+seen"), smooth_fill(damaged, hole), atol=1e-6)
 
 
+def test_pooled_psnr_weighs_every_pixel_and_fills_are_clipped(gray):
+    from aerocolor.restore.train import pooled_psnr, region_error
+
+    small, large = np.zeros_like(gray, bool), np.zeros_like(gray, bool)
+    small[:4, :4] = True
+    large[100:200, 100:200] = True
+    off = np.clip(gray + 0.1, 0, 1)
+    off[small] = gray[small] + 0.5
+    parts = [region_error(off, gray, small), region_error(off, gray, large)]
+    both = small | large
+    expected = 10 * np.log10(1 / ((np.clip(off, 0, 1)[both] - gray[both]) ** 2).mean())
+    assert pooled_psnr(parts) == pytest.approx(expected, abs=1e-6)
+    # pooling is over pixels, not a mean of the per-region PSNRs (the 16 px region barely counts)
+    assert abs(pooled_psnr(parts) - np.mean([pooled_psnr([p]) for p in parts])) > 1
+    assert pooled_psnr([]) is None
+    # a fill is scored as written: clipped to [0, 1]
+    assert region_error(gray + 5.0, gray, large)[0] <= float(((1 - gray[large]) ** 2).sum()) + 1e-6
+
+
 def test_per_type_thresholds_from_the_model_notes(bundled, gray):
     damaged, _ = draw_damage(gray, [3, 1])
     default = Restorer(bundled, RestoreOptions(device="cpu"))
