@@ -107,6 +107,23 @@ def test_bundled_model_is_small_and_finds_damage(bundled, gray):
     assert not ((restored != damaged) & (codes == 0)).any(), "a pixel outside the mask changed"
 
 
+def test_restorer_runs_folded_channels_last_copies_with_the_eager_output(bundled, gray):
+    fast = Restorer(bundled, RestoreOptions(device="cpu"))
+    eager = Restorer(bundled, RestoreOptions(device="cpu"))
+    eager.detector, eager.inpainter = bundled.detector.eval(), bundled.inpainter.eval()
+    # the copies run without batch norms, in channels_last; the model's own nets are untouched
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in fast.detector.modules())
+    assert fast.detector.head.weight.is_contiguous(memory_format=torch.channels_last)
+    assert any(isinstance(m, torch.nn.BatchNorm2d) for m in bundled.detector.modules())
+    assert bundled.detector.stem[0][0].weight.is_contiguous()
+    damaged, _ = draw_damage(gray, [3, 5])
+    assert torch.allclose(fast.damage_probabilities(damaged), eager.damage_probabilities(damaged), atol=1e-4)
+    (out_fast, codes_fast), (out_eager, codes_eager) = fast.restore(damaged), eager.restore(damaged)
+    assert (codes_fast != codes_eager).mean() < 1e-4
+    same = codes_fast == codes_eager
+    assert np.abs(out_fast - out_eager)[same].max() * 255 < 0.1
+
+
 def test_clean_image_passes_nearly_unchanged(bundled, gray):
     restored, codes = Restorer(bundled, RestoreOptions(device="cpu")).restore(gray)
     assert np.abs(restored - gray).mean() * 255 < 0.5
