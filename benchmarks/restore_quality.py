@@ -33,7 +33,7 @@ from aerocolor.data.splits import HALVES, val_half
 from aerocolor.restore.fill import classical_fill, fill_region, network_fill, smooth_fill
 from aerocolor.restore.model import load_restore_model
 from aerocolor.restore.restore import RestoreOptions, Restorer, type_thresholds
-from aerocolor.restore.train import damage_regions, held_out_grays
+from aerocolor.restore.train import damage_regions, held_out_grays, pooled_psnr, region_error
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 HELD_OUT_TAG = 2
@@ -42,11 +42,10 @@ STRENGTHS = (0.3, 0.5, 0.6, 0.7, 0.8, 0.9)
 FILLS = ("classical", "smooth", "network", "auto")
 
 
-def pooled_psnr(parts: list[tuple[float, int]]) -> str:
-    """PSNR over all the pixels of (squared error sum, pixel count) parts; '-' for none."""
-    if not parts:
-        return "-"
-    return f"{10 * np.log10(sum(n for _, n in parts) / max(sum(e for e, _ in parts), 1e-12)):.2f}"
+def psnr_cell(parts: list[tuple[float, int]]) -> str:
+    """The pooled PSNR of ``region_error`` parts for a table cell; '-' for none."""
+    value = pooled_psnr(parts)
+    return "-" if value is None else f"{value:.2f}"
 
 
 def main() -> None:
@@ -95,7 +94,7 @@ def main() -> None:
         for k, region in damage_regions(labels, mask).items():
             for m, o in outs.items():
                 if o is not None:
-                    fills[k][m].append((((np.clip(o, 0, 1)[region] - clean[region]) ** 2).sum(), region.sum()))
+                    fills[k][m].append(region_error(o, clean, region))
                     ssims[k][m].append(ssim_maps[m][region].mean())
         areas, n = label(mask)
         sizes = np.bincount(areas.ravel())
@@ -104,7 +103,7 @@ def main() -> None:
             if sel.any():
                 for m in ("classical", "network"):
                     if outs[m] is not None:
-                        by_size[lo][m].append((((np.clip(outs[m], 0, 1) - clean) ** 2)[sel].sum(), sel.sum()))
+                        by_size[lo][m].append(region_error(outs[m], clean, sel))
         restored, codes = restorer.restore(damaged)
         truth_any = labels > 0
         end_to_end.append(((restored - clean)[truth_any] ** 2).sum() / truth_any.sum())
@@ -123,14 +122,14 @@ def main() -> None:
           + " | ".join(f"SSIM {names[m]}" for m in FILLS) + " |")
     print("|---|" + "---|" * 2 * len(FILLS))
     for k in DAMAGE_TYPES:
-        row = [pooled_psnr(fills[k][m]) for m in FILLS]
+        row = [psnr_cell(fills[k][m]) for m in FILLS]
         row += [f"{np.mean(ssims[k][m]):.3f}" if ssims[k][m] else "-" for m in FILLS]
         print(f"| {k} | {' | '.join(row)} |")
     print("\n| damaged area (pixels) | PSNR Telea | PSNR network |\n|---|---|---|")
     for lo, hi in zip(SIZE_BINS[:-1], SIZE_BINS[1:]):
         cells = []
         for m in ("classical", "network"):
-            cells.append(pooled_psnr(by_size[lo][m]))
+            cells.append(psnr_cell(by_size[lo][m]))
         print(f"| {lo}-{hi if hi < 10**9 else 'more'} | {' | '.join(cells)} |")
     print("\nend to end (detected masks, auto fill): PSNR in the damage "
           f"{10 * np.log10(1 / np.mean(end_to_end)):.2f} dB "

@@ -31,10 +31,10 @@ from tqdm import tqdm
 
 from aerocolor.checkpoint import load_checkpoint, save_checkpoint
 from aerocolor.colorize import to_gray
-from aerocolor.data.datasets import as_rgb, nodata_mask
+from aerocolor.data.datasets import nodata_mask
 from aerocolor.evaluate import colorfulness
 from aerocolor.fid import fid_features, frechet_distance
-from aerocolor.imageio import list_images, read_image
+from aerocolor.imageio import as_rgb, list_images, read_image
 from aerocolor.infer import load_colorizer
 from aerocolor.infer.colorizer import Colorizer, array_reader
 from aerocolor.metrics import mean_ciede2000

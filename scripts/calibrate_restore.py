@@ -27,7 +27,7 @@ from aerocolor.data.splits import val_half
 from aerocolor.restore.fill import classical_fill, fill_region, network_fill
 from aerocolor.restore.model import load_restore_model, save_restore_model
 from aerocolor.restore.restore import DEFAULT_DAMAGE_P, RestoreOptions, Restorer
-from aerocolor.restore.train import damage_regions, held_out_grays
+from aerocolor.restore.train import damage_regions, held_out_grays, pooled_psnr, region_error
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 CALIBRATION_TAG = 3
@@ -36,17 +36,19 @@ CANDIDATES = (0.01, 0.02, 0.03, 0.05, 0.08, 0.12, 0.2, 0.3, 0.5)
 
 def choose_network_types(model, cases, margin: float) -> list[str]:
     """The damage types whose true damage the net fills better than Telea by ``margin`` dB."""
-    errors = {k: np.zeros((2, 2)) for k in DAMAGE_TYPES}  # (Telea, net) x (squared error, pixels)
+    parts = {k: ([], []) for k in DAMAGE_TYPES}  # (Telea, net) region_error parts
     for clean, damaged, labels, _, _ in cases:
         mask = fill_region(labels)[1]
         fills = (classical_fill(damaged, mask), network_fill(model.inpainter, damaged, mask, model.inpaint_base))
         for k, region in damage_regions(labels, mask).items():
             for j, out in enumerate(fills):
-                errors[k][j] += [((out[region] - clean[region]) ** 2).sum(), region.sum()]
+                parts[k][j].append(region_error(out, clean, region))
     print("\n| damage | PSNR Telea | PSNR net |\n|---|---|---|")
     chosen = []
-    for k, e in errors.items():
-        psnr = [10 * np.log10(max(n, 1) / max(err, 1e-12)) for err, n in e]
+    for k, (telea, net) in parts.items():
+        if not telea:
+            continue
+        psnr = pooled_psnr(telea), pooled_psnr(net)
         print(f"| {k} | {psnr[0]:.2f} | {psnr[1]:.2f} |")
         if psnr[1] >= psnr[0] + margin:
             chosen.append(k)

@@ -16,8 +16,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from aerocolor.colorize import side_by_side, to_gray
-from aerocolor.data.datasets import as_rgb
-from aerocolor.imageio import list_images, read_image, write_image
+from aerocolor.imageio import as_rgb, list_images, read_image, write_image
 from aerocolor.infer import default_model_path, load_colorizer
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"

@@ -26,10 +26,10 @@ from tqdm import tqdm
 from aerocolor.color import lab_to_rgb, lightness_from_gray, rgb_to_lab, to_tensor
 from aerocolor.colorize import to_gray
 from aerocolor.data import splits
-from aerocolor.data.datasets import as_rgb, nodata_mask
+from aerocolor.data.datasets import nodata_mask
 from aerocolor.evaluate import colorfulness
 from aerocolor.fid import fid_features, frechet_distance
-from aerocolor.imageio import list_images, read_image
+from aerocolor.imageio import as_rgb, list_images, read_image
 from aerocolor.infer import default_model_path, load_colorizer
 from aerocolor.metrics import mean_ciede2000
 

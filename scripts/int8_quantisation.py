@@ -20,8 +20,7 @@ import torch
 from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
 
 from aerocolor.colorize import to_gray
-from aerocolor.data.datasets import as_rgb
-from aerocolor.imageio import list_images, read_image
+from aerocolor.imageio import as_rgb, list_images, read_image
 from aerocolor.infer import Colorizer, default_model_path
 from aerocolor.infer.onnx import OnnxGenerator, export_onnx
 from aerocolor.infer.torch_backend import load_method

@@ -23,9 +23,8 @@ import numpy as np
 import torch
 
 from aerocolor.colorize import to_gray
-from aerocolor.data.datasets import as_rgb
 from aerocolor.fid import fid_features, frechet_distance
-from aerocolor.imageio import list_images, read_image
+from aerocolor.imageio import as_rgb, list_images, read_image
 from aerocolor.infer import default_model_path, load_colorizer
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 
 from aerocolor.colorize import to_gray
-from aerocolor.data.datasets import as_rgb, nodata_mask
-from aerocolor.imageio import list_images, read_image
+from aerocolor.data.datasets import nodata_mask
+from aerocolor.imageio import as_rgb, list_images, read_image
 from aerocolor.infer import default_model_path, load_colorizer
 from aerocolor.metrics import mean_ciede2000
 

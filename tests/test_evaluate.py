@@ -16,7 +16,7 @@ from typer.testing import CliRunner
 
 from aerocolor.cli import app
 from aerocolor.color import gray_from_rgb, to_tensor
-from aerocolor.data.datasets import as_rgb, nodata_mask
+from aerocolor.data.datasets import nodata_mask
 from aerocolor.errors import AerocolorError
 from aerocolor.evaluate import (
     EvalOptions,
@@ -31,7 +31,7 @@ from aerocolor.evaluate import (
     reference_features,
 )
 from aerocolor.fid import fid_features, frechet_distance, prepare
-from aerocolor.imageio import read_image
+from aerocolor.imageio import as_rgb, read_image
 
 
 @pytest.fixture(scope="module")

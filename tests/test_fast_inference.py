@@ -17,7 +17,8 @@ from aerocolor.imageio import read_image
 from aerocolor.infer import default_model_path, load_colorizer
 from aerocolor.infer.colorizer import Colorizer, tile_plan, tile_windows
 from aerocolor.infer.loading import backend_cache_path, choose_backend, machine_key, measure_backends
-from aerocolor.infer.torch_backend import TorchGenerator, fold_batch_norms, load_method
+from aerocolor.infer.torch_backend import TorchGenerator, load_method
+from aerocolor.nets.layers import fold_batch_norms
 
 # raw outputs (ab/110 or RGB in [-1, 1]) of two float32 paths agree to this: rounding only
 RAW_TOLERANCE = 1e-4

@@ -107,6 +107,23 @@ def test_bundled_model_is_small_and_finds_damage(bundled, gray):
     assert not ((restored != damaged) & (codes == 0)).any(), "a pixel outside the mask changed"
 
 
+def test_restorer_runs_folded_channels_last_copies_with_the_eager_output(bundled, gray):
+    fast = Restorer(bundled, RestoreOptions(device="cpu"))
+    eager = Restorer(bundled, RestoreOptions(device="cpu"))
+    eager.detector, eager.inpainter = bundled.detector.eval(), bundled.inpainter.eval()
+    # the copies run without batch norms, in channels_last; the model's own nets are untouched
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in fast.detector.modules())
+    assert fast.detector.head.weight.is_contiguous(memory_format=torch.channels_last)
+    assert any(isinstance(m, torch.nn.BatchNorm2d) for m in bundled.detector.modules())
+    assert bundled.detector.stem[0][0].weight.is_contiguous()
+    damaged, _ = draw_damage(gray, [3, 5])
+    assert torch.allclose(fast.damage_probabilities(damaged), eager.damage_probabilities(damaged), atol=1e-4)
+    (out_fast, codes_fast), (out_eager, codes_eager) = fast.restore(damaged), eager.restore(damaged)
+    assert (codes_fast != codes_eager).mean() < 1e-4
+    same = codes_fast == codes_eager
+    assert np.abs(out_fast - out_eager)[same].max() * 255 < 0.1
+
+
 def test_clean_image_passes_nearly_unchanged(bundled, gray):
     restored, codes = Restorer(bundled, RestoreOptions(device="cpu")).restore(gray)
     assert np.abs(restored - gray).mean() * 255 < 0.5
@@ -210,6 +227,25 @@ def test_smooth_fill_beats_telea_deep_inside_holes_and_keeps_thin_damage_telea(s
     damaged, hole = big_hole(g)
     net = inpainter(8, zero_head=True, base="smooth+seen").eval()
     assert np.allclose(network_fill(net, damaged, hole, "smooth+seen"), smooth_fill(damaged, hole), atol=1e-6)
+
+
+def test_pooled_psnr_weighs_every_pixel_and_fills_are_clipped(gray):
+    from aerocolor.restore.train import pooled_psnr, region_error
+
+    small, large = np.zeros_like(gray, bool), np.zeros_like(gray, bool)
+    small[:4, :4] = True
+    large[100:200, 100:200] = True
+    off = np.clip(gray + 0.1, 0, 1)
+    off[small] = gray[small] + 0.5
+    parts = [region_error(off, gray, small), region_error(off, gray, large)]
+    both = small | large
+    expected = 10 * np.log10(1 / ((np.clip(off, 0, 1)[both] - gray[both]) ** 2).mean())
+    assert pooled_psnr(parts) == pytest.approx(expected, abs=1e-6)
+    # pooling is over pixels, not a mean of the per-region PSNRs (the 16 px region barely counts)
+    assert abs(pooled_psnr(parts) - np.mean([pooled_psnr([p]) for p in parts])) > 1
+    assert pooled_psnr([]) is None
+    # a fill is scored as written: clipped to [0, 1]
+    assert region_error(gray + 5.0, gray, large)[0] <= float(((1 - gray[large]) ** 2).sum()) + 1e-6
 
 
 def test_per_type_thresholds_from_the_model_notes(bundled, gray):

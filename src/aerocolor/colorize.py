@@ -11,10 +11,10 @@ import torch
 from tqdm import tqdm
 
 from .color import gray_from_rgb, to_tensor
-from .data.datasets import as_rgb
 from .errors import AerocolorError, ImageReadError
 from .imageio import (
     IMAGE_SUFFIXES,
+    as_rgb,
     extra_pages_note,
     georeference_optional,
     is_color,

@@ -31,10 +31,10 @@ from skimage.metrics import structural_similarity
 
 from .color import gray_from_rgb, to_tensor
 from .colorize import side_by_side, to_gray
-from .data.datasets import as_rgb, nodata_mask
+from .data.datasets import nodata_mask
 from .errors import AerocolorError
 from .fid import FEATURE_DIM, default_network_path, fid_features, frechet_distance, network_id
-from .imageio import atomic_write, list_images, read_image, write_image
+from .imageio import as_rgb, atomic_write, list_images, read_image, write_image
 from .infer import Colorizer, pick_device
 from .metrics import lab_of
 from .progress import progress_bar

@@ -191,6 +191,11 @@ def read_image(path: str | Path) -> np.ndarray:
     return _scale(arr)
 
 
+def as_rgb(img: np.ndarray) -> np.ndarray:
+    """An image as (H, W, 3): a gray (H, W) one repeated over three channels, a colour one as is."""
+    return np.repeat(img[:, :, None], 3, axis=2) if img.ndim == 2 else img
+
+
 def is_color(img: np.ndarray, tol: float = 1.0 / 255) -> bool:
     """True when an image has three channels that are not all equal."""
     if img.ndim == 2:

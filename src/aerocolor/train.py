@@ -24,9 +24,9 @@ from .checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_sta
 from .color import gray_from_rgb, net_input, to_tensor
 from .config import Config
 from .data.balance import describe as describe_balance
-from .data.datasets import EpochSampler, PairedColorDataset, as_rgb, nodata_mask
+from .data.datasets import EpochSampler, PairedColorDataset, nodata_mask
 from .errors import ConfigError, TrainingError
-from .imageio import list_images, read_image
+from .imageio import as_rgb, list_images, read_image
 from .infer import pick_device, torch_colorizer
 from .methods import Method, get_method
 from .methods.base import unwrap

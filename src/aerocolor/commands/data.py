@@ -8,8 +8,8 @@ from typing import Annotated
 
 import typer
 
-from ..cli import MaxPixels, app
 from ..errors import AerocolorError
+from .app import MaxPixels, app
 
 MAX_LISTED_FAILURES = 10
 MAX_TILES = 1_000_000  # a larger plan needs --max-tiles: a typo in a bbox or zoom must not start it

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from ..cli import MaxPixels, app
+from .app import MaxPixels, app
 
 Folders = list[str] | None
 

@@ -7,8 +7,8 @@ from typing import Annotated
 
 import typer
 
-from ..cli import app
 from ..errors import AerocolorError
+from .app import app
 
 
 def restore_options(repair: str, strength: float, mask_borders: bool, fill: str, tile: int, device: str):

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from ..cli import app
+from .app import app
 
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
 Opt = typer.Option

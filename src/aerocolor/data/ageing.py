@@ -154,7 +154,7 @@ def build_ager(cfg: dict | Ageing | None):
 def preview_grid(images: list[np.ndarray], params: Ageing, variants: int = 4) -> np.ndarray:
     """Rows of: the image, its plain luminance gray, then ``variants`` aged versions."""
     from ..color import gray_from_rgb, to_numpy, to_tensor
-    from .datasets import as_rgb
+    from ..imageio import as_rgb
 
     size = min(min(i.shape[:2]) for i in images)
     rows = []

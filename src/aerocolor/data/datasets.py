@@ -12,7 +12,7 @@ from torch.utils.data import Dataset, Sampler
 
 from ..color import gray_from_rgb, to_tensor
 from ..errors import ConfigError
-from ..imageio import list_images, read_image
+from ..imageio import as_rgb, list_images, read_image
 from .balance import balance_weights, scene_ids
 
 NODATA_TOLERANCE = 1.0 / 255
@@ -22,10 +22,6 @@ def nodata_mask(img: np.ndarray, tol: float = NODATA_TOLERANCE) -> np.ndarray:
     """1 where a pixel carries data, 0 where it is pure black (scan borders, tile corners)."""
     peak = img if img.ndim == 2 else img.max(axis=2)
     return (peak > tol).astype(np.float32)
-
-
-def as_rgb(img: np.ndarray) -> np.ndarray:
-    return np.repeat(img[:, :, None], 3, axis=2) if img.ndim == 2 else img
 
 
 def random_window(rng: np.random.Generator, h: int, w: int, size: int) -> tuple[int, int, int, int]:

@@ -23,9 +23,8 @@ import numpy as np
 
 from ..color import gray_from_rgb, to_numpy, to_tensor
 from ..errors import AerocolorError
-from ..imageio import atomic_write, output_folder, read_image, write_image
+from ..imageio import as_rgb, atomic_write, output_folder, read_image, write_image
 from .ageing import Ageing, age_image
-from .datasets import as_rgb
 from .manifest import read_manifest
 
 SPLITS = ("train", "val", "test")

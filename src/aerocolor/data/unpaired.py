@@ -10,9 +10,9 @@ from torch.utils.data import Dataset
 
 from ..color import gray_from_rgb, to_tensor
 from ..errors import ConfigError
-from ..imageio import list_images, read_image
+from ..imageio import as_rgb, list_images, read_image
 from .balance import balance_weights, scene_ids
-from .datasets import as_rgb, make_ager, random_crop
+from .datasets import make_ager, random_crop
 
 
 def gray_image(img: np.ndarray) -> np.ndarray:

@@ -162,8 +162,8 @@ def raster_reference(path: Path, grid: Grid, scale: int, strength: float = 1.0,
 
 def image_palette(path: Path, scale: int, strength: float = 1.0) -> Reference:
     """Any colour image (no georeference needed) as a palette: its mean colour."""
-    from ..data.datasets import as_rgb, nodata_mask
-    from ..imageio import read_image
+    from ..data.datasets import nodata_mask
+    from ..imageio import as_rgb, read_image
 
     name = str(path)
     img = read_image(path)

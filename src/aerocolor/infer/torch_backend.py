@@ -8,7 +8,6 @@ from pathlib import Path
 
 import torch
 import torch.nn as nn
-from torch.nn.utils.fusion import fuse_conv_bn_eval
 
 from ..checkpoint import checkpoint_config, load_checkpoint
 from ..color import net_input
@@ -17,7 +16,7 @@ from ..errors import CheckpointError
 from ..methods import Method, get_method
 from ..methods.base import unwrap
 from ..nets.generators import ContextPool
-from ..nets.layers import StatsComplete, StatsScope, WholeInputStats, stats_scope
+from ..nets.layers import StatsComplete, StatsScope, WholeInputStats, fold_batch_norms, stats_scope
 from .generator import StatsBatches, merge_moments
 
 
@@ -37,26 +36,6 @@ def z_dim(method: Method) -> int:
         if n:
             return int(n)
     raise CheckpointError(f"method {method.name!r} is multimodal but names no latent size (nz)")
-
-
-def fold_batch_norms(net: nn.Module) -> int:
-    """Fold every eval-mode batch norm that directly follows a convolution (plain or transposed)
-    in a Sequential into that convolution's weights and bias, in place; returns how many. Each
-    norm is then an identity: one pass over the activations less per layer."""
-    folded = 0
-    for parent in net.modules():
-        if not isinstance(parent, nn.Sequential):
-            continue
-        names = list(parent._modules)
-        for conv_name, norm_name in zip(names, names[1:], strict=False):
-            conv, norm = parent._modules[conv_name], parent._modules[norm_name]
-            if (isinstance(conv, nn.Conv2d | nn.ConvTranspose2d) and isinstance(norm, nn.BatchNorm2d)
-                    and norm.track_running_stats and not norm.training):
-                parent._modules[conv_name] = fuse_conv_bn_eval(
-                    conv, norm, transpose=isinstance(conv, nn.ConvTranspose2d))
-                parent._modules[norm_name] = nn.Identity()
-                folded += 1
-    return folded
 
 
 def inference_copy(method: Method, device: torch.device, channels_last: bool = True) -> Method:

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 
 import torch
 import torch.nn as nn
+from torch.nn.utils.fusion import fuse_conv_bn_eval
 
 from ..errors import ConfigError
 
@@ -121,3 +122,23 @@ def init_weights(net: nn.Module, init_type: str = "normal", gain: float = 0.02) 
 
     net.apply(init)
     return net
+
+
+def fold_batch_norms(net: nn.Module) -> int:
+    """Fold every eval-mode batch norm that directly follows a convolution (plain or transposed)
+    in a Sequential into that convolution's weights and bias, in place; returns how many. Each
+    norm is then an identity: one pass over the activations less per layer."""
+    folded = 0
+    for parent in net.modules():
+        if not isinstance(parent, nn.Sequential):
+            continue
+        names = list(parent._modules)
+        for conv_name, norm_name in zip(names, names[1:], strict=False):
+            conv, norm = parent._modules[conv_name], parent._modules[norm_name]
+            if (isinstance(conv, nn.Conv2d | nn.ConvTranspose2d) and isinstance(norm, nn.BatchNorm2d)
+                    and norm.track_running_stats and not norm.training):
+                parent._modules[conv_name] = fuse_conv_bn_eval(
+                    conv, norm, transpose=isinstance(conv, nn.ConvTranspose2d))
+                parent._modules[norm_name] = nn.Identity()
+                folded += 1
+    return folded

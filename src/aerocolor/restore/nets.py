@@ -3,12 +3,14 @@ encoder-decoder each (full-resolution stem, three stride-2 levels, dilated conte
 
 from __future__ import annotations
 
+import copy
+
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
 from ..data.damage import DAMAGE_TYPES
-from ..nets.layers import init_weights, norm_layer
+from ..nets.layers import fold_batch_norms, init_weights, norm_layer
 
 SIZE_MULTIPLE = 8  # three stride-2 levels
 
@@ -43,6 +45,15 @@ class RestoreNet(nn.Module):
         for skip, block in ((s2, self.up2), (s1, self.up1), (s0, self.up0)):
             y = block(torch.cat([F.interpolate(y, size=skip.shape[-2:], mode="nearest"), skip], 1))
         return self.head(y)
+
+
+def inference_copy(net: nn.Module, device: torch.device | str = "cpu") -> nn.Module:
+    """A copy of a restoration net for inference: eval mode, batch norms folded into the
+    convolutions before them, weights in channels_last order (oneDNN's and cuDNN's faster layout
+    for these 3x3 convolutions). The same outputs to float rounding; the net itself is untouched."""
+    net = copy.deepcopy(net).to(device).eval()
+    fold_batch_norms(net)
+    return net.to(memory_format=torch.channels_last)
 
 
 def damage_detector(width: int = 16) -> RestoreNet:

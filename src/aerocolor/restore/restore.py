@@ -34,7 +34,7 @@ from ..infer.raster import GDAL_CACHE_MAX, RASTER_SUFFIXES, GrayRaster, RasterOp
 from .borders import area_rows, picture_area
 from .fill import choose_fill, fill_region
 from .model import RestoreModel, load_restore_model
-from .nets import SIZE_MULTIPLE
+from .nets import SIZE_MULTIPLE, inference_copy
 
 BORDER_LABEL = len(DAMAGE_TYPES) + 1  # mask code of the frame border set to nodata
 MASK_CODES = {0: "clean", **{v: k for k, v in LABEL.items()}, BORDER_LABEL: "frame border (nodata)"}
@@ -103,8 +103,8 @@ class Restorer:
                                  "scripts/train_restore.py --which detector")
         self.opts = opts
         self.device = pick_device(opts.device)
-        self.detector = model.detector.to(self.device).eval()
-        self.inpainter = None if model.inpainter is None else model.inpainter.to(self.device).eval()
+        self.detector = inference_copy(model.detector, self.device)
+        self.inpainter = None if model.inpainter is None else inference_copy(model.inpainter, self.device)
         # the damage types the net fills under --fill auto (measured better than Telea on them)
         self.network_types = [t for t in model.notes.get("fill_network_types", []) if t in LABEL]
         self.inpaint_base = model.inpaint_base

@@ -115,6 +115,19 @@ def damage_regions(labels: np.ndarray, mask: np.ndarray) -> dict[str, np.ndarray
     return {k: r for k, r in regions.items() if r.any()}
 
 
+def region_error(fill: np.ndarray, clean: np.ndarray, region: np.ndarray) -> tuple[float, int]:
+    """A fill's squared error sum against the clean photo inside ``region`` (the fill clipped to
+    [0, 1]) and the region's pixel count: one part of a pooled PSNR."""
+    return float(((np.clip(fill[region], 0, 1) - clean[region]) ** 2).sum()), int(region.sum())
+
+
+def pooled_psnr(parts: list[tuple[float, int]]) -> float | None:
+    """PSNR (dB, range 1) over all the pixels of ``region_error`` parts; None for no parts."""
+    if not parts:
+        return None
+    return float(10 * np.log10(sum(n for _, n in parts) / max(sum(e for e, _ in parts), 1e-12)))
+
+
 def _loop(name: str, opts: TrainOptions, loss_fn, optim, sched, log_every: int = 25) -> int:
     """Optimise ``loss_fn(step)`` for the step budget or the wall-time limit; returns the steps."""
     start = time.monotonic()
