@@ -112,7 +112,13 @@ CASES = [
          no_output="out"),
     Case("text named .png", files(write_text("notes.png", "hello"), colorize("notes.png")),
          says=("notes.png", "not a readable image"), no_output="out"),
-    Case("missing input", colorize("nowhere.png"), says=("nowhere.png",)),
+    Case("missing input", colorize("nowhere.png"), says=("nowhere.png", "no such file")),
+    Case("missing raster", colorize("nowhere.tif"), says=("nowhere.tif", "no such file")),
+    Case("folder without images", files(lambda t: (t / "scans").mkdir(), colorize("scans")),
+         says=("scans", "a folder without images"), no_output="out"),
+    Case("folder without images, restore", files(
+        lambda t: (t / "scans").mkdir(), lambda t: ["restore", str(t / "scans"), "-o", str(t / "out")]),
+         says=("scans", "a folder without images"), no_output="out"),
     Case("bomb png in training data", files(
         lambda t: (t / "data").mkdir() or png_header_only(t / "data" / "bomb.png", 100000, 100000),
         lambda t: ["train", "--data", str(t / "data"), "-o", str(t / "run"), "-q", "--steps", "1",

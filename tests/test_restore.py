@@ -124,6 +124,30 @@ def test_restorer_runs_folded_channels_last_copies_with_the_eager_output(bundled
     assert np.abs(out_fast - out_eager)[same].max() * 255 < 0.1
 
 
+def test_network_fill_in_tiles_runs_only_where_damage_is_and_matches_one_pass(bundled, gray):
+    from aerocolor.restore.fill import fill_region
+
+    net = Restorer(bundled).inpainter
+    calls = []
+    hook = net.register_forward_hook(lambda module, args, out: calls.append(tuple(args[0].shape[-2:])))
+    try:
+        damaged, labels = draw_damage(gray, [3, 5])
+        mask = fill_region(labels)[1]
+        whole = network_fill(net, damaged, mask, bundled.inpaint_base)
+        tiled = network_fill(net, damaged, mask, bundled.inpaint_base, tile=128, halo=32)
+        assert np.abs(tiled - whole)[mask].max() * 255 < 0.5  # the halo gives each tile its context
+        assert np.array_equal(tiled[~mask], damaged[~mask])
+        assert max(max(c) for c in calls[1:]) <= 128  # one pass, then tiles of at most 128 px
+        # damage in one corner only: the net runs once, on the one tile that holds it
+        calls.clear()
+        corner = np.zeros_like(mask)
+        corner[10:20, 10:20] = True
+        out = network_fill(net, damaged, corner, bundled.inpaint_base, tile=128, halo=32)
+        assert len(calls) == 1 and not np.array_equal(out[corner], damaged[corner])
+    finally:
+        hook.remove()
+
+
 def test_clean_image_passes_nearly_unchanged(bundled, gray):
     restored, codes = Restorer(bundled, RestoreOptions(device="cpu")).restore(gray)
     assert np.abs(restored - gray).mean() * 255 < 0.5

@@ -68,7 +68,11 @@ def expand_inputs(inputs: Iterable[str]) -> list[Path]:
             if not matches:
                 raise ImageReadError(f"{item}: the pattern matches no files")
         elif p.is_dir():
-            files += list_images(p)
+            found = list_images(p)
+            if not found:
+                raise ImageReadError(f"{item}: a folder without images ({', '.join(IMAGE_SUFFIXES)}); "
+                                     "give a folder that holds images, or the image files")
+            files += found
         else:
             files.append(p)
     return files

@@ -158,7 +158,7 @@ def read_image(path: str | Path) -> np.ndarray:
     """
     path = Path(path)
     if not path.is_file():
-        raise ImageReadError(f"{path}: no such file")
+        raise ImageReadError(f"{path}: no such file; check the path")
     if path.suffix.lower() in TIFF_SUFFIXES:
         arr = _read_tiff(path)
     else:

@@ -165,6 +165,8 @@ def valid_mask(src, bands: list[int], window: Window | None = None, data: np.nda
 
 
 def open_raster(path: Path):
+    if not Path(path).exists():
+        raise ImageReadError(f"{path}: no such file; check the path")
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", NotGeoreferencedWarning)

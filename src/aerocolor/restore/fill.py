@@ -74,35 +74,60 @@ def inpaint_base(gray: np.ndarray, mask: np.ndarray, base: str) -> np.ndarray:
 
 
 @torch.no_grad()
-def network_fill(net: torch.nn.Module, gray: np.ndarray, mask: np.ndarray, base: str = "zeros") -> np.ndarray:
-    """The inpainting net's fill of ``mask`` in a gray HxW image in [0, 1] (padded to the net's
-    size multiple by reflection), on the ``base`` it was trained with (see ``inpaint_base``);
-    unmasked pixels are returned unchanged."""
+def network_fill(net: torch.nn.Module, gray: np.ndarray, mask: np.ndarray, base: str = "zeros",
+                 tile: int | None = None, halo: int = 32) -> np.ndarray:
+    """The inpainting net's fill of ``mask`` in a gray HxW image in [0, 1], on the ``base`` it was
+    trained with (see ``inpaint_base``, computed on the whole image); unmasked pixels are
+    returned unchanged. With ``tile``, the net runs on tiles of at most ``tile`` px a side, each
+    with ``halo`` px of context around the core it writes, and only on tiles whose core holds
+    damage: its memory then does not grow with the image, and undamaged ground costs nothing."""
     if not mask.any():
         return gray
-    device = next(net.parameters()).device
+    g = inpaint_base(gray, mask, base)
+    seen = np.clip(gray, 0, 1).astype(np.float32) if sees_damage(base) else None
     h, w = gray.shape
+    if tile is None or max(h, w) <= tile:
+        return np.where(mask, _net_fill(net, g, mask, seen), gray).astype(np.float32)
+    out = np.array(gray, np.float32)
+    core = tile - 2 * halo
+    for top in range(0, h, core):
+        for left in range(0, w, core):
+            rows, cols = slice(top, min(h, top + core)), slice(left, min(w, left + core))
+            if not mask[rows, cols].any():
+                continue
+            t0, l0 = max(0, top - halo), max(0, left - halo)
+            t1, l1 = min(h, top + core + halo), min(w, left + core + halo)
+            crop = (slice(t0, t1), slice(l0, l1))
+            pred = _net_fill(net, g[crop], mask[crop], None if seen is None else seen[crop])
+            here = pred[top - t0:rows.stop - t0, left - l0:cols.stop - l0]
+            out[rows, cols] = np.where(mask[rows, cols], here, out[rows, cols])
+    return out
+
+
+def _net_fill(net: torch.nn.Module, g: np.ndarray, mask: np.ndarray, seen: np.ndarray | None) -> np.ndarray:
+    """The net's prediction over a whole (crop of the) base ``g``, padded to its size multiple
+    by reflection; the padding mirrors the mask too, so mirrored missing pixels are not taken
+    for known ones."""
+    device = next(net.parameters()).device
+    h, w = g.shape
     ph, pw = -h % SIZE_MULTIPLE, -w % SIZE_MULTIPLE
     mode = "reflect" if min(h, w) > max(ph, pw) else "edge"
-    # the padding mirrors the mask too, so mirrored missing pixels are not taken for known ones
-    g = np.pad(inpaint_base(gray, mask, base), ((0, ph), (0, pw)), mode=mode)
-    m = np.pad(mask, ((0, ph), (0, pw)), mode=mode)
-    seen = np.pad(np.clip(gray, 0, 1), ((0, ph), (0, pw)), mode=mode) if sees_damage(base) else None
+    parts = [np.pad(a, ((0, ph), (0, pw)), mode=mode) if a is not None else None for a in (g, mask, seen)]
     g_t, m_t, s_t = (None if a is None else torch.from_numpy(np.ascontiguousarray(a, np.float32))[None, None].to(device)
-                     for a in (g, m, seen))
-    out = inpaint(net, g_t, m_t, s_t)[0, 0, :h, :w].cpu().numpy()
-    return np.where(mask, out, gray).astype(np.float32)
+                     for a in parts)
+    return inpaint(net, g_t, m_t, s_t)[0, 0, :h, :w].cpu().numpy()
 
 
 def choose_fill(gray: np.ndarray, mask: np.ndarray, net: torch.nn.Module | None, method: str,
-                network_part: np.ndarray | None = None, base: str = "zeros") -> np.ndarray:
+                network_part: np.ndarray | None = None, base: str = "zeros", tile: int | None = None,
+                halo: int = 32) -> np.ndarray:
     """Fill ``mask``: ``classical`` (Telea), ``network``, or ``auto``: the net for the pixels of
     ``network_part`` (the damage types where it measured better), Telea for the rest, first, so
     the net sees them filled."""
     if method == "classical" or net is None or (method == "auto" and (network_part is None or not network_part.any())):
         return classical_fill(gray, mask)
     if method == "network":
-        return network_fill(net, gray, mask, base)
+        return network_fill(net, gray, mask, base, tile, halo)
     by_net = mask & network_part
     out = classical_fill(gray, mask & ~by_net)
-    return network_fill(net, out, by_net, base) if by_net.any() else out
+    return network_fill(net, out, by_net, base, tile, halo) if by_net.any() else out

@@ -156,7 +156,8 @@ class Restorer:
         """``band`` with ``mask`` filled; ``codes`` (the mask codes) tell ``--fill auto`` which
         pixels are of the types the net fills (without them: Telea everywhere)."""
         network_part = None if codes is None else np.isin(codes, [LABEL[t] for t in self.network_types])
-        return choose_fill(band, mask, self.inpainter, self.opts.fill, network_part, self.inpaint_base)
+        return choose_fill(band, mask, self.inpainter, self.opts.fill, network_part, self.inpaint_base,
+                           self.opts.tile, self.opts.halo)
 
     def restore(self, gray: np.ndarray, valid: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Gray HxW in [0, 1] -> (restored gray, mask codes of the filled pixels)."""
