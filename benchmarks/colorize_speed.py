@@ -84,7 +84,8 @@ class CountingGenerator:
 
     def pooled_norm_stats(self, gray, z, ref=None):
         self.stats_pixels += gray.shape[0] * gray.shape[-2] * gray.shape[-1]
-        return self.inner.pooled_norm_stats(gray, z, ref)
+        # trees older than colour references take no ``ref``
+        return self.inner.pooled_norm_stats(gray, z) if ref is None else self.inner.pooled_norm_stats(gray, z, ref)
 
     def accumulated_norm_stats(self, batches):
         def counted():
@@ -233,6 +234,22 @@ def compare_outputs(reference: Path, other: Path) -> tuple[int, float]:
     x, y = (np.concatenate(parts, axis=1) for parts in zip(*sample))
     de = mean_ciede2000(np.moveaxis(y, 0, -1) / 255.0, np.moveaxis(x, 0, -1) / 255.0)
     return diff, de
+
+
+def model_for_older_trees(model: str) -> str:
+    """The checkpoint as older trees can read it: inference-only config fields they do not know
+    (``model.chroma`` at its no-op default) left out, in a temporary copy; the weights are the same."""
+    import torch
+
+    ckpt = torch.load(model, map_location="cpu", weights_only=True)
+    if ckpt.get("config", {}).get("model", {}).get("chroma", 1.0) != 1.0:
+        sys.exit(f"{model}: its chroma is not 1.0; older trees cannot apply it, so they would not compare")
+    if "chroma" not in ckpt.get("config", {}).get("model", {}):
+        return model
+    del ckpt["config"]["model"]["chroma"]
+    path = Path(tempfile.mkdtemp()) / Path(model).name
+    torch.save(ckpt, path)
+    return str(path)
 
 
 def load() -> str:
@@ -409,6 +426,7 @@ def main() -> None:
         old_runs = {"torch": ("old", base, "torch", {}), "onnx": ("old", base, "onnx", {}),
                     "torch+PASSIVE": ("old+PASSIVE", base, "torch", {"OMP_WAIT_POLICY": "PASSIVE"})}
         trees = [old_runs[r] for r in args.old_runs] + trees
+        model = model_for_older_trees(model)
     cache = tempfile.mkdtemp()  # --backend auto measures once, into a fresh cache, before the runs
     if "auto" in args.backends:
         probe = (f"from aerocolor.infer import load_colorizer; "
