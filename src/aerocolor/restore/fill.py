@@ -8,7 +8,7 @@ import numpy as np
 import torch
 from scipy.ndimage import binary_dilation, grey_dilation
 
-from .nets import INPAINT_BASES, SIZE_MULTIPLE, inpaint, sees_damage
+from .nets import INPAINT_BASES, SIZE_MULTIPLE, halo_tiles, in_crop, inpaint, sees_damage
 
 TELEA_RADIUS = 3
 # the smooth fill of large areas (see ``smooth_fill``), chosen on the selection half of color/val
@@ -89,18 +89,10 @@ def network_fill(net: torch.nn.Module, gray: np.ndarray, mask: np.ndarray, base:
     if tile is None or max(h, w) <= tile:
         return np.where(mask, _net_fill(net, g, mask, seen), gray).astype(np.float32)
     out = np.array(gray, np.float32)
-    core = tile - 2 * halo
-    for top in range(0, h, core):
-        for left in range(0, w, core):
-            rows, cols = slice(top, min(h, top + core)), slice(left, min(w, left + core))
-            if not mask[rows, cols].any():
-                continue
-            t0, l0 = max(0, top - halo), max(0, left - halo)
-            t1, l1 = min(h, top + core + halo), min(w, left + core + halo)
-            crop = (slice(t0, t1), slice(l0, l1))
+    for core, crop in halo_tiles(h, w, tile, halo):
+        if mask[core].any():
             pred = _net_fill(net, g[crop], mask[crop], None if seen is None else seen[crop])
-            here = pred[top - t0:rows.stop - t0, left - l0:cols.stop - l0]
-            out[rows, cols] = np.where(mask[rows, cols], here, out[rows, cols])
+            out[core] = np.where(mask[core], pred[in_crop(core, crop)], out[core])
     return out
 
 

@@ -47,6 +47,23 @@ class RestoreNet(nn.Module):
         return self.head(y)
 
 
+def halo_tiles(h: int, w: int, tile: int, halo: int):
+    """Windows covering an HxW image, as ((rows, cols) of the core, (rows, cols) of the crop):
+    cores of ``tile - 2 * halo`` px, each crop its core with ``halo`` px of context around it, cut
+    at the image's edges; a net run on the crop writes only the core."""
+    core = tile - 2 * halo
+    for top in range(0, h, core):
+        for left in range(0, w, core):
+            yield ((slice(top, min(h, top + core)), slice(left, min(w, left + core))),
+                   (slice(max(0, top - halo), min(h, top + core + halo)),
+                    slice(max(0, left - halo), min(w, left + core + halo))))
+
+
+def in_crop(core: tuple[slice, slice], crop: tuple[slice, slice]) -> tuple[slice, slice]:
+    """Where a ``halo_tiles`` core lies inside its crop."""
+    return tuple(slice(c.start - o.start, c.stop - o.start) for c, o in zip(core, crop, strict=True))
+
+
 def inference_copy(net: nn.Module, device: torch.device | str = "cpu") -> nn.Module:
     """A copy of a restoration net for inference: eval mode, batch norms folded into the
     convolutions before them, weights in channels_last order (oneDNN's and cuDNN's faster layout

@@ -34,7 +34,7 @@ from ..infer.raster import GDAL_CACHE_MAX, RASTER_SUFFIXES, GrayRaster, RasterOp
 from .borders import area_rows, picture_area
 from .fill import choose_fill, fill_region
 from .model import RestoreModel, load_restore_model
-from .nets import SIZE_MULTIPLE, inference_copy
+from .nets import SIZE_MULTIPLE, halo_tiles, in_crop, inference_copy
 
 BORDER_LABEL = len(DAMAGE_TYPES) + 1  # mask code of the frame border set to nodata
 MASK_CODES = {0: "clean", **{v: k for k, v in LABEL.items()}, BORDER_LABEL: "frame border (nodata)"}
@@ -121,19 +121,14 @@ class Restorer:
         """Gray HxW in [0, 1] -> class probabilities (1 + types, H, W), tile by tile with a halo
         cropped away, so results do not depend on where tiles fall."""
         h, w = gray.shape
-        core, halo = self.opts.tile - 2 * self.opts.halo, self.opts.halo
         g = torch.from_numpy(np.ascontiguousarray(gray, np.float32)).to(self.device)
         out = torch.empty(1 + len(DAMAGE_TYPES), h, w, device=self.device)
-        for top in range(0, h, core):
-            for left in range(0, w, core):
-                t0, l0 = max(0, top - halo), max(0, left - halo)
-                t1, l1 = min(h, top + core + halo), min(w, left + core + halo)
-                crop = g[t0:t1, l0:l1][None, None]
-                ph, pw = -crop.shape[-2] % SIZE_MULTIPLE, -crop.shape[-1] % SIZE_MULTIPLE
-                pad_mode = "reflect" if min(crop.shape[-2:]) > max(ph, pw) else "replicate"
-                probs = self.detector(F.pad(crop, (0, pw, 0, ph), mode=pad_mode)).softmax(1)[0]
-                ch, cw = min(core, h - top), min(core, w - left)
-                out[:, top:top + ch, left:left + cw] = probs[:, top - t0:top - t0 + ch, left - l0:left - l0 + cw]
+        for core, crop in halo_tiles(h, w, self.opts.tile, self.opts.halo):
+            x = g[crop][None, None]
+            ph, pw = -x.shape[-2] % SIZE_MULTIPLE, -x.shape[-1] % SIZE_MULTIPLE
+            pad_mode = "reflect" if min(x.shape[-2:]) > max(ph, pw) else "replicate"
+            probs = self.detector(F.pad(x, (0, pw, 0, ph), mode=pad_mode)).softmax(1)[0]
+            out[(slice(None), *core)] = probs[(slice(None), *in_crop(core, crop))]
         return out
 
     def detect(self, gray: np.ndarray) -> np.ndarray:
