@@ -25,12 +25,17 @@ from .torch_backend import TorchGenerator, load_method
 
 log = logging.getLogger("aerocolor")
 
-BACKENDS = ("torch", "onnx")  # in order of preference when measured equally fast
+BACKENDS = ("torch", "onnx")  # in order of preference
+# a later backend is chosen only when measured at least this many times as fast as the one before
+# it: torch runs the reference path in less memory (16384^2 raster: about 1.35 against 1.5 GB), and
+# on whole rasters the two ran within 10% of each other here, so a one-tile probe closer than that
+# cannot tell them apart (two quiet probes minutes apart ranked them both ways)
+PREFERENCE_MARGIN = 1.10
 # side of the gray tile the backends are timed on: the tile a large input is cut into on the
 # CPU (``auto`` chooses for the CPU only), since the faster backend on small tiles need not be the
 # faster on a raster's tiles
 PROBE_SIDE = CPU_CUT_TILE
-PROBE_RUNS = 2  # timed runs per backend, interleaved; the best of each counts
+PROBE_RUNS = 3  # timed runs per backend, interleaved; the best of each counts
 
 
 def default_model_path() -> Path:
@@ -114,10 +119,16 @@ def check_chroma(chroma: float) -> None:
         raise ConfigError(f"--chroma {chroma}: give a saturation multiplier above 0 and at most 4 (1: as predicted)")
 
 
-def choose_backend(speeds: dict[str, float]) -> str:
-    """The backend with the most megapixels per second; on equal speeds the first of
-    :data:`BACKENDS`. A function of the measurements alone."""
-    return max((b for b in BACKENDS if b in speeds), key=speeds.__getitem__)
+def choose_backend(speeds: dict[str, float], margin: float = PREFERENCE_MARGIN) -> str:
+    """The first of :data:`BACKENDS` measured, unless a later one ran at least ``margin`` times
+    as many megapixels per second as the one chosen so far. A function of the measurements alone."""
+    chosen = None
+    for b in BACKENDS:
+        if b in speeds and (chosen is None or speeds[b] >= margin * speeds[chosen]):
+            chosen = b
+    if chosen is None:
+        raise ValueError(f"no measurement of a known backend ({', '.join(BACKENDS)}) in {speeds}")
+    return chosen
 
 
 def measure_backends(colorizers: dict[str, Colorizer], side: int = PROBE_SIDE,
