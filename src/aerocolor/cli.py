@@ -58,7 +58,8 @@ def colorize(
     device: Annotated[str, typer.Option(help="auto, cpu, cuda ...")] = "auto",
     skip_existing: Annotated[bool, typer.Option(help="Skip images whose output exists.")] = False,
     batch_size: Annotated[int, typer.Option(help="Tiles per forward pass.")] = 1,
-    backend: Annotated[str, typer.Option(help="torch, onnx (onnxruntime) or auto: an .onnx file runs with onnx; a checkpoint on the CPU with whichever was measured faster for it on this machine (measured once, remembered in ~/.cache/aerocolor/backends.json).")] = "auto",
+    backend: Annotated[str, typer.Option(help="torch, onnx (onnxruntime) or auto: an .onnx file runs with onnx; a checkpoint on the CPU with torch unless onnx was measured at least 10% faster for it on this machine (measured once, remembered in ~/.cache/aerocolor/backends.json).")] = "auto",
+    precision: Annotated[str, typer.Option(help="auto (bfloat16 convolutions on a GPU, float32 on the CPU), float32 or bfloat16; a precision other than auto runs the torch backend. Outputs stay float32.")] = "auto",
     cog: Annotated[bool, typer.Option(help="Rasters: write a Cloud Optimized GeoTIFF with overviews.")] = False,
     band: Annotated[int | None, typer.Option(help="Rasters: band to colorize (default: luminance of bands 1-3, or band 1).")] = None,
     stretch: Annotated[str, typer.Option(help="Rasters: auto (percentile stretch beyond 8 bits), percentile or none.")] = "auto",
@@ -95,7 +96,7 @@ def colorize(
     from .imageio import output_folder
     from .infer import load_colorizer, reference_model_path
     from .infer.colorizer import check_tiling
-    from .infer.loading import check_chroma
+    from .infer.loading import check_chroma, check_precision
     from .infer.raster import RasterOptions
     from .infer.reference import ReferenceSpec
 
@@ -107,6 +108,7 @@ def colorize(
     check_tiling(tile, overlap, batch_size)
     if chroma is not None:
         check_chroma(chroma)
+    check_precision(precision, backend, model)
     if samples < 0:
         raise AerocolorError(f"--samples {samples}: give 0 (one colorization) or a positive count")
     spec = None
@@ -139,7 +141,7 @@ def colorize(
 
             work_spec = WorkSpec(out_dir=out, model=model, device=device, backend=backend, raster=raster,
                                  compare=compare, samples=samples, style=style, seed=seed, max_pixels=max_pixels,
-                                 chroma=chroma)
+                                 chroma=chroma, precision=precision)
             summary = run_archive(files, work_spec, ArchiveOptions(
                 engine=engine, ray_address=ray_address, workers=workers, worker_gpus=worker_gpus,
                 consistent=consistent, group_by=group_by, progress=not quiet),
@@ -149,7 +151,7 @@ def colorize(
             if summary.failed:
                 raise typer.Exit(1)
             return
-        colorizer = load_colorizer(model, device, backend, chroma)
+        colorizer = load_colorizer(model, device, backend, chroma, precision)
         colorizer.check_reference(spec)
         failed: list[str] = []
 

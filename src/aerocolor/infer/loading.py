@@ -21,7 +21,7 @@ from ..methods import Method
 from ..runtime import map_large_allocations, release_free_memory
 from .colorizer import CPU_CUT_TILE, Colorizer
 from .generator import pick_device
-from .torch_backend import TorchGenerator, load_method
+from .torch_backend import PRECISIONS, TorchGenerator, load_method
 
 log = logging.getLogger("aerocolor")
 
@@ -77,15 +77,18 @@ def onnx_colorizer(path: Path, device: str = "auto") -> Colorizer:
 
 
 def load_colorizer(path: str | Path | None = None, device: str = "auto",
-                   backend: str | None = None, chroma: float | None = None) -> Colorizer:
+                   backend: str | None = None, chroma: float | None = None,
+                   precision: str = "auto") -> Colorizer:
     """Load a checkpoint (``.pt``) or an exported ONNX model (``.onnx``); ``backend`` is
     ``torch``, ``onnx`` (a checkpoint is exported on the fly), ``auto`` (on the CPU, the one
     measured faster for this model on this machine, see :func:`choose_backend`) or None (by file
     type). Without a path, the bundled model. ``Colorizer.backend`` records the choice.
-    ``chroma`` overrides the model's saturation multiplier (``--chroma``)."""
+    ``chroma`` overrides the model's saturation multiplier (``--chroma``); ``precision`` is the
+    torch backend's (``--precision``, see :class:`TorchGenerator`; onnxruntime runs float32)."""
     if chroma is not None:
         check_chroma(chroma)
-    colorizer = _load_colorizer(path, device, backend)
+    check_precision(precision, backend, path)
+    colorizer = _load_colorizer(path, device, backend, precision)
     if colorizer.device.type == "cpu" and str(colorizer.backend or "").startswith("onnx"):
         map_large_allocations()
     if chroma is not None:
@@ -93,7 +96,7 @@ def load_colorizer(path: str | Path | None = None, device: str = "auto",
     return colorizer
 
 
-def _load_colorizer(path: str | Path | None, device: str, backend: str | None) -> Colorizer:
+def _load_colorizer(path: str | Path | None, device: str, backend: str | None, precision: str) -> Colorizer:
     path = Path(path) if path is not None else default_model_path()
     if not path.is_file() and path == default_model_path():
         raise CheckpointError(
@@ -106,11 +109,22 @@ def _load_colorizer(path: str | Path | None, device: str, backend: str | None) -
         raise CheckpointError(f"{path}: an ONNX model runs with --backend onnx, not torch")
     if is_onnx or backend == "onnx":
         return onnx_colorizer(path, device)
-    colorizer = torch_colorizer(*load_method(path), device, str(path))
+    colorizer = torch_colorizer(*load_method(path), device, str(path), precision)
     # multimodal models stay on torch: their style encoder (--style, --samples) is not exported
-    if backend == "auto" and colorizer.device.type == "cpu" and not colorizer.multimodal:
+    if backend == "auto" and colorizer.device.type == "cpu" and not colorizer.multimodal and precision == "auto":
         return fastest_colorizer(path, colorizer)
     return colorizer
+
+
+def check_precision(precision: str, backend: str | None, path: str | Path | None) -> None:
+    """``--precision``: auto or one of :data:`PRECISIONS`; an explicit one needs the torch backend
+    (an ``.onnx`` file or ``--backend onnx`` runs float32 in onnxruntime)."""
+    if precision != "auto" and precision not in PRECISIONS:
+        raise ConfigError(f"--precision {precision}: choose auto, {', '.join(PRECISIONS)}")
+    is_onnx = path is not None and Path(path).suffix.lower() == ".onnx"
+    if precision != "auto" and (backend == "onnx" or is_onnx):
+        raise ConfigError(f"--precision {precision} applies to the torch backend; onnxruntime runs float32 "
+                          "(use --backend torch with a checkpoint, or leave --precision auto)")
 
 
 def check_chroma(chroma: float) -> None:
