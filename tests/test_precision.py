@@ -12,8 +12,7 @@ import torch
 from aerocolor.colorize import to_gray
 from aerocolor.errors import CheckpointError
 from aerocolor.imageio import read_image
-from aerocolor.infer import default_model_path
-from aerocolor.infer import load_colorizer
+from aerocolor.infer import default_model_path, load_colorizer
 from aerocolor.infer.loading import torch_colorizer
 from aerocolor.infer.torch_backend import TorchGenerator, default_precision, load_method
 from aerocolor.metrics import mean_ciede2000
