@@ -501,7 +501,9 @@ def main() -> None:
         old_runs = {"torch": ("old", base, "torch", {}), "onnx": ("old", base, "onnx", {}),
                     "torch+PASSIVE": ("old+PASSIVE", base, "torch", {"OMP_WAIT_POLICY": "PASSIVE"})}
         trees = [old_runs[r] for r in args.old_runs] + trees
-        model = model_for_older_trees(model)
+        # older trees get a copy they can read; this tree keeps the bundled file itself, whose
+        # int8 model is tied to its bytes
+        old_model = model_for_older_trees(model)
     cache = tempfile.mkdtemp()  # --backend auto measures once, into a fresh cache, before the runs
     if "auto" in args.backends:
         probe = (f"from aerocolor.infer import load_colorizer; "
@@ -528,7 +530,8 @@ def main() -> None:
                 for k, (tree, src, backend, extra) in enumerate(trees):
                     out = tmp / f"{k}_{backend}_{rep}.tif"
                     env = {**clean_env, **extra, "PYTHONPATH": str(src), "XDG_CACHE_HOME": cache}
-                    cmd = [sys.executable, __file__, "--model", model, "--one", str(raster), backend, str(out)]
+                    run_model = old_model if args.base and src != NEW_SRC else model
+                    cmd = [sys.executable, __file__, "--model", run_model, "--one", str(raster), backend, str(out)]
                     before = load()
                     r = json.loads(subprocess.run(cmd, check=True, capture_output=True, text=True,
                                                   env=env).stdout.strip().splitlines()[-1])
