@@ -13,6 +13,7 @@ mean CIEDE2000) against the old tree's torch output.
     git worktree add /tmp/base d27a4b4
     python benchmarks/colorize_speed.py --base /tmp/base/src --sizes 2048
     python benchmarks/colorize_speed.py --sweep 512 768 1024 1448   # generator MP/s by tile side
+    python benchmarks/colorize_speed.py --layers 768   # where a torch generator pass spends its time
 
 Memory (see memory_table): resident memory after loading and at the peak, with the reader/writer
 threads on and off, for rasters given as HEIGHTxWIDTH (a raster as wide as a 16384^2 one but only
@@ -216,6 +217,75 @@ def tile_sweep(model: str, sides: list[int], repeats: int = 2) -> None:
               + " |", flush=True)
 
 
+def layer_flop(module, x, y) -> float:
+    """FLOP of one convolution call (plain or transposed) from its input and output shapes."""
+    import torch
+
+    k = module.kernel_size[0] * module.kernel_size[1]
+    if isinstance(module, torch.nn.ConvTranspose2d):  # each input pixel spreads over k outputs
+        return 2.0 * x.shape[0] * x.shape[2] * x.shape[3] * k * module.in_channels * module.out_channels / module.groups
+    return 2.0 * y.numel() * k * module.in_channels / module.groups
+
+
+def layer_table(model: str, side: int, repeats: int = 3) -> None:
+    """Time and GFLOP/s of each convolution and padding layer of the torch backend's inference
+    copy of the generator, on one gray tile of ``side`` px, against the conv ceiling: which layers
+    keep the whole pass below it."""
+    import torch
+
+    from aerocolor.infer import load_colorizer
+
+    colorizer = load_colorizer(model, "cpu", "torch")
+    kinds = (torch.nn.Conv2d, torch.nn.ConvTranspose2d, torch.nn.ReflectionPad2d)
+    spent: dict[tuple, list[float]] = {}
+    started: dict[int, float] = {}
+
+    def before(module, inputs):
+        started[id(module)] = time.perf_counter()
+
+    def after(module, inputs, output):
+        x = inputs[0]
+        key = (type(module).__name__, tuple(x.shape[1:]), tuple(output.shape[1:]))
+        row = spent.setdefault(key, [0.0, 0.0, 0])
+        row[0] += time.perf_counter() - started[id(module)]
+        row[1] += layer_flop(module, x, output) if not isinstance(module, torch.nn.ReflectionPad2d) else 0.0
+        row[2] += 1
+
+    for module in colorizer.generator.method.modules():
+        if isinstance(module, kinds):
+            module.register_forward_pre_hook(before)
+            module.register_forward_hook(after)
+    gray = torch.rand(1, 1, side, side)
+    with torch.no_grad():
+        colorizer.raw_output(gray)  # warm-up
+        spent.clear()
+        start = time.perf_counter()
+        for _ in range(repeats):
+            colorizer.raw_output(gray)
+        total = time.perf_counter() - start
+    ceiling = conv_ceiling(256)["torch channels_last"]
+    flop = sum(r[1] for r in spent.values())
+    print(f"{datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC; {os.cpu_count()}-core {os.uname().machine} CPU, "
+          f"{torch.get_num_threads()} torch threads, load {load()}; torch backend, one {side} px tile, "
+          f"{repeats} passes; conv ceiling (128->128 3x3, 256 px, channels_last) {ceiling:.0f} GFLOP/s")
+    print(f"whole pass: {total / repeats * 1e3:.0f} ms, {flop / repeats / 1e9:.1f} GFLOP, "
+          f"{flop / total / 1e9:.0f} GFLOP/s ({100 * flop / total / 1e9 / ceiling:.0f}% of the ceiling)")
+    print("| layer | input (C, H, W) | output | calls per pass | ms per pass | share of pass | GFLOP per pass | "
+          "GFLOP/s | % of ceiling |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    rows = sorted(spent.items(), key=lambda kv: -kv[1][0])
+    for (kind, shape_in, shape_out), (secs, fl, calls) in rows:
+        rate = fl / secs / 1e9 if fl else 0.0
+        print(f"| {kind} | {shape_in} | {shape_out} | {calls // repeats} | {secs / repeats * 1e3:.0f} | "
+              f"{100 * secs / total:.1f}% | {fl / repeats / 1e9:.2f} | {rate:.0f} | "
+              f"{100 * rate / ceiling:.0f} |" if fl else
+              f"| {kind} | {shape_in} | {shape_out} | {calls // repeats} | {secs / repeats * 1e3:.0f} | "
+              f"{100 * secs / total:.1f}% | 0 | | |")
+    rest = total - sum(r[0] for r in spent.values())
+    print(f"| everything else (activations, context, colour) | | | | {rest / repeats * 1e3:.0f} | "
+          f"{100 * rest / total:.1f}% | | | |")
+
+
 def compare_outputs(reference: Path, other: Path) -> tuple[int, float]:
     """(max difference in 8-bit levels, mean CIEDE2000) between two colour GeoTIFFs."""
     import rasterio
@@ -378,6 +448,8 @@ def main() -> None:
                     help="runs of the older tree (--base); torch was its default backend")
     ap.add_argument("--model", help="checkpoint (default: the bundled model)")
     ap.add_argument("--sweep", type=int, nargs="+", help="only print generator MP/s by tile side")
+    ap.add_argument("--layers", type=int, metavar="SIDE",
+                    help="only print the time and GFLOP/s of each layer of a torch pass on a SIDE px tile")
     ap.add_argument("--one", nargs=3, metavar=("RASTER", "BACKEND", "OUT"), help=argparse.SUPPRESS)
     ap.add_argument("--memory", nargs="+", metavar="ROWSxCOLS", help="the memory table for these rasters")
     ap.add_argument("--one-memory", nargs=4, help=argparse.SUPPRESS)
@@ -414,6 +486,9 @@ def main() -> None:
     if args.sweep:
         tile_sweep(model, args.sweep)
         return
+    if args.layers:
+        layer_table(model, args.layers)
+        return
     if not SHARED.is_dir():
         sys.exit(f"real imagery not found at {SHARED}")
     import torch
@@ -426,7 +501,9 @@ def main() -> None:
         old_runs = {"torch": ("old", base, "torch", {}), "onnx": ("old", base, "onnx", {}),
                     "torch+PASSIVE": ("old+PASSIVE", base, "torch", {"OMP_WAIT_POLICY": "PASSIVE"})}
         trees = [old_runs[r] for r in args.old_runs] + trees
-        model = model_for_older_trees(model)
+        # older trees get a copy they can read; this tree keeps the bundled file itself, whose
+        # int8 model is tied to its bytes
+        old_model = model_for_older_trees(model)
     cache = tempfile.mkdtemp()  # --backend auto measures once, into a fresh cache, before the runs
     if "auto" in args.backends:
         probe = (f"from aerocolor.infer import load_colorizer; "
@@ -453,7 +530,8 @@ def main() -> None:
                 for k, (tree, src, backend, extra) in enumerate(trees):
                     out = tmp / f"{k}_{backend}_{rep}.tif"
                     env = {**clean_env, **extra, "PYTHONPATH": str(src), "XDG_CACHE_HOME": cache}
-                    cmd = [sys.executable, __file__, "--model", model, "--one", str(raster), backend, str(out)]
+                    run_model = old_model if args.base and src != NEW_SRC else model
+                    cmd = [sys.executable, __file__, "--model", run_model, "--one", str(raster), backend, str(out)]
                     before = load()
                     r = json.loads(subprocess.run(cmd, check=True, capture_output=True, text=True,
                                                   env=env).stdout.strip().splitlines()[-1])

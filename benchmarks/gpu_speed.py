@@ -74,8 +74,7 @@ def ceilings(device: torch.device) -> dict[str, float]:
 
 def run(model: Path, raster: Path, out: Path, device: str, precision: str, batch: int,
         flop: tuple[float, float], cut: bool = True) -> dict:
-    colorizer = load_colorizer(model, device, "torch")
-    colorizer.generator.precision = precision
+    colorizer = load_colorizer(model, device, "torch", precision=precision)
     if not cut:
         colorizer.cut_tile = None
     counting = CountingGenerator(colorizer.generator)

@@ -30,6 +30,7 @@ def main() -> None:
     p.add_argument("--batch", type=int, default=8)
     p.add_argument("--crop", type=int, default=128)
     p.add_argument("--width", type=int, default=16)
+    p.add_argument("--max-images", type=int, default=600, help="Colour photos in the training pool (a seeded pick).")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--init", type=Path, default=None, help="Go on from this restoration model's nets.")
     p.add_argument("--lr", type=float, default=2e-3)
@@ -42,7 +43,7 @@ def main() -> None:
     torch.set_num_threads(a.threads)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     opts = TrainOptions(colour=a.colour, old=a.old, steps=a.steps, minutes=a.minutes, crop=a.crop,
-                        batch=a.batch, width=a.width, seed=a.seed, init=a.init, lr=a.lr,
+                        batch=a.batch, width=a.width, max_images=a.max_images, seed=a.seed, init=a.init, lr=a.lr,
                         inpaint_base=a.inpaint_base)
     print(train_restore_model(opts, a.out, a.which))
 

@@ -165,6 +165,15 @@ CASES = [
          says=("--out", str(UNWRITABLE), "cannot write")),
     Case("export into a file's folder", files(write_text("afile", "x"), lambda t: [
         "export", str(default_model_path()), "--onnx", str(t / "afile" / "m.onnx")]), says=("--onnx", "afile")),
+    Case("int8 without onnx", lambda t: ["export", str(default_model_path()), "--slim", str(t / "s.pt"),
+                                         "--int8", str(t)], says=("--int8", "--onnx")),
+    Case("int8 calibration folder missing", lambda t: [
+        "export", str(default_model_path()), "--onnx", str(t / "m.onnx"), "--int8", str(t / "photos")],
+         says=("--int8", "photos", "no such folder")),
+    Case("int8 calibration folder without images", files(
+        lambda t: ((t / "photos").mkdir(), (t / "photos" / "notes.md").write_text("x")), lambda t: [
+        "export", str(default_model_path()), "--onnx", str(t / "m.onnx"), "--int8", str(t / "photos")]),
+         says=("--int8", "no images")),
     Case("tiles output is a file", files(lambda t: (gray_png(t / "a.png", 40, 40), write_text("afile", "x")(t)),
                                          lambda t: ["tiles", str(t / "a.png"), "-o", str(t / "afile")]),
          says=("--out", "afile")),
@@ -182,6 +191,12 @@ CASES = [
                                    colorize("a.png", extra=("--overlap", "-1"))), says=("--overlap -1",)),
     Case("zero chroma", files(lambda t: gray_png(t / "a.png", 40, 40),
                               colorize("a.png", extra=("--chroma", "0"))), says=("--chroma 0", "above 0")),
+    Case("unknown precision", files(lambda t: gray_png(t / "a.png", 40, 40),
+                                    colorize("a.png", extra=("--precision", "float8"))),
+         says=("--precision float8", "bfloat16"), no_output="out"),
+    Case("precision with onnx", files(lambda t: gray_png(t / "a.png", 40, 40),
+                                      colorize("a.png", extra=("--precision", "bfloat16", "--backend", "onnx"))),
+         says=("--precision bfloat16", "torch backend"), no_output="out"),
     Case("negative samples", files(lambda t: gray_png(t / "a.png", 40, 40),
                                    colorize("a.png", extra=("--samples", "-3"))), says=("--samples -3",)),
     Case("samples on a one-colouring model", files(lambda t: gray_png(t / "a.png", 40, 40),

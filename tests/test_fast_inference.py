@@ -16,7 +16,13 @@ from aerocolor.colorize import to_gray
 from aerocolor.imageio import read_image
 from aerocolor.infer import default_model_path, load_colorizer
 from aerocolor.infer.colorizer import Colorizer, tile_plan, tile_windows
-from aerocolor.infer.loading import backend_cache_path, choose_backend, machine_key, measure_backends
+from aerocolor.infer.loading import (
+    PREFERENCE_MARGIN,
+    backend_cache_path,
+    choose_backend,
+    machine_key,
+    measure_backends,
+)
 from aerocolor.infer.torch_backend import TorchGenerator, load_method
 from aerocolor.nets.layers import fold_batch_norms
 
@@ -138,6 +144,14 @@ def test_choose_backend_depends_on_measurements_only():
     assert choose_backend({"onnx": 0.39, "torch": 0.30}) == "onnx"
     assert choose_backend({"torch": 0.41, "onnx": 0.39}) == "torch"
     assert choose_backend({"onnx": 0.5, "torch": 0.5}) == "torch"  # a tie: the first of BACKENDS
+    # onnx must be PREFERENCE_MARGIN times as fast: 8% faster is within a probe's noise
+    assert PREFERENCE_MARGIN == pytest.approx(1.10)
+    assert choose_backend({"torch": 0.391, "onnx": 0.408}) == "torch"
+    assert choose_backend({"torch": 0.40, "onnx": 0.45}) == "onnx"
+    assert choose_backend({"torch": 0.40, "onnx": 0.43}, margin=1.0) == "onnx"
+    assert choose_backend({"onnx": 0.3}) == "onnx"
+    with pytest.raises(ValueError, match="no measurement"):
+        choose_backend({"tvm": 1.0})
 
 
 def test_auto_backend_measures_once_and_follows_its_measurements(tiny_checkpoint, monkeypatch, tmp_path):

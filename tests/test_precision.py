@@ -12,7 +12,7 @@ import torch
 from aerocolor.colorize import to_gray
 from aerocolor.errors import CheckpointError
 from aerocolor.imageio import read_image
-from aerocolor.infer import default_model_path
+from aerocolor.infer import default_model_path, load_colorizer
 from aerocolor.infer.loading import torch_colorizer
 from aerocolor.infer.torch_backend import TorchGenerator, default_precision, load_method
 from aerocolor.metrics import mean_ciede2000
@@ -43,3 +43,11 @@ def test_precision_defaults_and_unknown_precision(bundled):
     assert default_precision(torch.device("cuda")) == "bfloat16"
     with pytest.raises(CheckpointError, match="unknown precision 'float8'"):
         TorchGenerator(bundled[0], torch.device("cpu"), precision="float8")
+
+
+def test_load_colorizer_takes_a_precision():
+    # an explicit precision runs torch, also where --backend auto might have picked onnxruntime
+    for backend in ("torch", "auto"):
+        colorizer = load_colorizer(None, "cpu", backend, precision="bfloat16")
+        assert colorizer.backend == "torch" and colorizer.generator.precision == "bfloat16"
+    assert load_colorizer(None, "cpu", "torch").generator.precision == "float32"

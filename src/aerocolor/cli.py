@@ -58,7 +58,8 @@ def colorize(
     device: Annotated[str, typer.Option(help="auto, cpu, cuda ...")] = "auto",
     skip_existing: Annotated[bool, typer.Option(help="Skip images whose output exists.")] = False,
     batch_size: Annotated[int, typer.Option(help="Tiles per forward pass.")] = 1,
-    backend: Annotated[str, typer.Option(help="torch, onnx (onnxruntime) or auto: an .onnx file runs with onnx; a checkpoint on the CPU with whichever was measured faster for it on this machine (measured once, remembered in ~/.cache/aerocolor/backends.json).")] = "auto",
+    backend: Annotated[str, typer.Option(help="torch, onnx (onnxruntime), int8 (the bundled model's int8 copy, onnxruntime) or auto: an .onnx file runs with onnx; a checkpoint on the CPU with torch unless onnx (then int8) was measured at least 10% faster for it on this machine (measured once, remembered in ~/.cache/aerocolor/backends.json).")] = "auto",
+    precision: Annotated[str, typer.Option(help="auto (bfloat16 convolutions on a GPU, float32 on the CPU), float32 or bfloat16; a precision other than auto runs the torch backend. Outputs stay float32.")] = "auto",
     cog: Annotated[bool, typer.Option(help="Rasters: write a Cloud Optimized GeoTIFF with overviews.")] = False,
     band: Annotated[int | None, typer.Option(help="Rasters: band to colorize (default: luminance of bands 1-3, or band 1).")] = None,
     stretch: Annotated[str, typer.Option(help="Rasters: auto (percentile stretch beyond 8 bits), percentile or none.")] = "auto",
@@ -95,7 +96,7 @@ def colorize(
     from .imageio import output_folder
     from .infer import load_colorizer, reference_model_path
     from .infer.colorizer import check_tiling
-    from .infer.loading import check_chroma
+    from .infer.loading import check_chroma, check_precision
     from .infer.raster import RasterOptions
     from .infer.reference import ReferenceSpec
 
@@ -107,6 +108,7 @@ def colorize(
     check_tiling(tile, overlap, batch_size)
     if chroma is not None:
         check_chroma(chroma)
+    check_precision(precision, backend, model)
     if samples < 0:
         raise AerocolorError(f"--samples {samples}: give 0 (one colorization) or a positive count")
     spec = None
@@ -139,7 +141,7 @@ def colorize(
 
             work_spec = WorkSpec(out_dir=out, model=model, device=device, backend=backend, raster=raster,
                                  compare=compare, samples=samples, style=style, seed=seed, max_pixels=max_pixels,
-                                 chroma=chroma)
+                                 chroma=chroma, precision=precision)
             summary = run_archive(files, work_spec, ArchiveOptions(
                 engine=engine, ray_address=ray_address, workers=workers, worker_gpus=worker_gpus,
                 consistent=consistent, group_by=group_by, progress=not quiet),
@@ -149,7 +151,7 @@ def colorize(
             if summary.failed:
                 raise typer.Exit(1)
             return
-        colorizer = load_colorizer(model, device, backend, chroma)
+        colorizer = load_colorizer(model, device, backend, chroma, precision)
         colorizer.check_reference(spec)
         failed: list[str] = []
 
@@ -205,14 +207,17 @@ def export(
     onnx: Annotated[Path | None, typer.Option("--onnx", help="Write the generator as ONNX here (dynamic height/width).")] = None,
     tile: Annotated[int, typer.Option(help="Tile size recorded in the ONNX metadata.")] = 1024,
     overlap: Annotated[int, typer.Option(help="Tile overlap recorded in the ONNX metadata.")] = 64,
+    int8: Annotated[Path | None, typer.Option("--int8", help="With --onnx: quantise the residual blocks' convolutions to int8, calibrated on the photos in this folder (gray or colour; 24 are enough).")] = None,
 ) -> None:
-    """Export a checkpoint for inference: a slim checkpoint and/or an ONNX model."""
+    """Export a checkpoint for inference: a slim checkpoint and/or an ONNX model (float32, or int8 with --int8)."""
     from .checkpoint import checkpoint_config, load_checkpoint, save_checkpoint, slim_checkpoint
     from .imageio import output_folder
     from .methods import get_method
 
     if slim is None and onnx is None:
         raise AerocolorError("nothing to export: give --slim OUT.pt and/or --onnx OUT.onnx")
+    if int8 is not None and onnx is None:
+        raise AerocolorError("--int8 quantises the ONNX model: give --onnx OUT.onnx too")
     for option, target in (("--slim", slim), ("--onnx", onnx)):
         if target is not None:
             output_folder(target.parent, f"{option} {target}: its folder")
@@ -225,7 +230,16 @@ def export(
         from .infer.onnx import export_onnx
         from .infer.torch_backend import load_method
 
-        export_onnx(*load_method(checkpoint), onnx, tile=tile, overlap=overlap)
+        if int8 is None:
+            export_onnx(*load_method(checkpoint), onnx, tile=tile, overlap=overlap)
+        else:
+            from .imageio import atomic_write
+            from .infer.int8 import calibration_photos, file_digest, quantise_int8
+
+            tiles = calibration_photos(int8)
+            data = quantise_int8(export_onnx(*load_method(checkpoint), tile=tile, overlap=overlap), tiles,
+                                 source_digest=file_digest(checkpoint))
+            atomic_write(onnx, lambda tmp: Path(tmp).write_bytes(data))
         typer.echo(f"{onnx} ({onnx.stat().st_size / 1e6:.1f} MB)")
 
 

@@ -111,7 +111,8 @@ def job_options(spec: WorkSpec, opts: ArchiveOptions) -> dict:
             "backend": spec.backend, "consistent": opts.consistent,
             "group_by": opts.group_by if opts.consistent else None,
             # only when given: the model's own value is covered by its checksum
-            **({"chroma": spec.chroma} if spec.chroma is not None else {})}
+            **({"chroma": spec.chroma} if spec.chroma is not None else {}),
+            **({"precision": spec.precision} if spec.precision != "auto" else {})}
 
 
 def model_path(spec: WorkSpec) -> Path:

@@ -53,6 +53,7 @@ class WorkSpec:
     suffix: str = "_color"
     max_pixels: int | None = None  # --max-pixels, for worker processes that did not parse it
     chroma: float | None = None  # --chroma (None: the model's own)
+    precision: str = "auto"  # --precision of the torch backend
 
 
 def error_reason(e: BaseException) -> str:
@@ -79,7 +80,7 @@ class ArchiveWorker:
         if spec.max_pixels is not None:
             set_pixel_limit(spec.max_pixels)
         self.spec = spec
-        self.colorizer = load_colorizer(spec.model, spec.device, spec.backend, spec.chroma)
+        self.colorizer = load_colorizer(spec.model, spec.device, spec.backend, spec.chroma, spec.precision)
         self.variants = latent_variants(self.colorizer, spec.samples, spec.style, spec.seed) or [("", None)]
 
     def pid(self) -> int:

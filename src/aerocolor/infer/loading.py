@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
@@ -21,16 +20,21 @@ from ..methods import Method
 from ..runtime import map_large_allocations, release_free_memory
 from .colorizer import CPU_CUT_TILE, Colorizer
 from .generator import pick_device
-from .torch_backend import TorchGenerator, load_method
+from .torch_backend import PRECISIONS, TorchGenerator, load_method
 
 log = logging.getLogger("aerocolor")
 
-BACKENDS = ("torch", "onnx")  # in order of preference when measured equally fast
+BACKENDS = ("torch", "onnx", "int8")  # in order of preference
+# a later backend is chosen only when measured at least this many times as fast as the one before
+# it: torch runs the reference path in less memory (16384^2 raster: about 1.35 against 1.5 GB), and
+# on whole rasters the two ran within 10% of each other here, so a one-tile probe closer than that
+# cannot tell them apart (two quiet probes minutes apart ranked them both ways)
+PREFERENCE_MARGIN = 1.10
 # side of the gray tile the backends are timed on: the tile a large input is cut into on the
 # CPU (``auto`` chooses for the CPU only), since the faster backend on small tiles need not be the
 # faster on a raster's tiles
 PROBE_SIDE = CPU_CUT_TILE
-PROBE_RUNS = 2  # timed runs per backend, interleaved; the best of each counts
+PROBE_RUNS = 3  # timed runs per backend, interleaved; the best of each counts
 
 
 def default_model_path() -> Path:
@@ -72,40 +76,70 @@ def onnx_colorizer(path: Path, device: str = "auto") -> Colorizer:
 
 
 def load_colorizer(path: str | Path | None = None, device: str = "auto",
-                   backend: str | None = None, chroma: float | None = None) -> Colorizer:
+                   backend: str | None = None, chroma: float | None = None,
+                   precision: str = "auto") -> Colorizer:
     """Load a checkpoint (``.pt``) or an exported ONNX model (``.onnx``); ``backend`` is
     ``torch``, ``onnx`` (a checkpoint is exported on the fly), ``auto`` (on the CPU, the one
     measured faster for this model on this machine, see :func:`choose_backend`) or None (by file
     type). Without a path, the bundled model. ``Colorizer.backend`` records the choice.
-    ``chroma`` overrides the model's saturation multiplier (``--chroma``)."""
+    ``chroma`` overrides the model's saturation multiplier (``--chroma``); ``precision`` is the
+    torch backend's (``--precision``, see :class:`TorchGenerator`; onnxruntime runs float32)."""
     if chroma is not None:
         check_chroma(chroma)
-    colorizer = _load_colorizer(path, device, backend)
-    if colorizer.device.type == "cpu" and str(colorizer.backend or "").startswith("onnx"):
+    check_precision(precision, backend, path)
+    colorizer = _load_colorizer(path, device, backend, precision)
+    if colorizer.device.type == "cpu" and str(colorizer.backend or "").startswith(("onnx", "int8")):
         map_large_allocations()
     if chroma is not None:
         colorizer.chroma = chroma
     return colorizer
 
 
-def _load_colorizer(path: str | Path | None, device: str, backend: str | None) -> Colorizer:
+def _load_colorizer(path: str | Path | None, device: str, backend: str | None, precision: str) -> Colorizer:
     path = Path(path) if path is not None else default_model_path()
     if not path.is_file() and path == default_model_path():
         raise CheckpointError(
             "no bundled model in this install; give a checkpoint "
             "(aerocolor colorize -m CKPT ...)")
     if backend not in (None, "auto", *BACKENDS):
-        raise CheckpointError(f"unknown backend {backend!r}: choose torch, onnx or auto")
+        raise CheckpointError(f"unknown backend {backend!r}: choose torch, onnx, int8 or auto")
     is_onnx = path.suffix.lower() == ".onnx"
-    if is_onnx and backend == "torch":
-        raise CheckpointError(f"{path}: an ONNX model runs with --backend onnx, not torch")
+    if is_onnx and backend in ("torch", "int8"):
+        raise CheckpointError(f"{path}: an ONNX model runs with --backend onnx (an int8 one too), not {backend}")
     if is_onnx or backend == "onnx":
         return onnx_colorizer(path, device)
-    colorizer = torch_colorizer(*load_method(path), device, str(path))
+    if backend == "int8":
+        return int8_colorizer(path, device)
+    colorizer = torch_colorizer(*load_method(path), device, str(path), precision)
     # multimodal models stay on torch: their style encoder (--style, --samples) is not exported
-    if backend == "auto" and colorizer.device.type == "cpu" and not colorizer.multimodal:
+    if backend == "auto" and colorizer.device.type == "cpu" and not colorizer.multimodal and precision == "auto":
         return fastest_colorizer(path, colorizer)
     return colorizer
+
+
+def int8_colorizer(path: Path, device: str = "auto") -> Colorizer:
+    """The int8 model of a checkpoint (see :mod:`aerocolor.infer.int8`), run by onnxruntime."""
+    from .int8 import int8_model_for
+
+    int8 = int8_model_for(path)
+    if int8 is None:
+        raise CheckpointError(
+            f"{path}: no int8 model of this checkpoint (only the bundled model has one); make one with "
+            f"'aerocolor export {path} --onnx OUT.onnx --int8 PHOTOS/' and colorize with OUT.onnx")
+    colorizer = onnx_colorizer(int8, device)
+    colorizer.backend = "int8"
+    return colorizer
+
+
+def check_precision(precision: str, backend: str | None, path: str | Path | None) -> None:
+    """``--precision``: auto or one of :data:`PRECISIONS`; an explicit one needs the torch backend
+    (an ``.onnx`` file or ``--backend onnx`` runs float32 in onnxruntime)."""
+    if precision != "auto" and precision not in PRECISIONS:
+        raise ConfigError(f"--precision {precision}: choose auto, {', '.join(PRECISIONS)}")
+    is_onnx = path is not None and Path(path).suffix.lower() == ".onnx"
+    if precision != "auto" and (backend in ("onnx", "int8") or is_onnx):
+        raise ConfigError(f"--precision {precision} applies to the torch backend; onnxruntime runs float32 "
+                          "(use --backend torch with a checkpoint, or leave --precision auto)")
 
 
 def check_chroma(chroma: float) -> None:
@@ -114,10 +148,16 @@ def check_chroma(chroma: float) -> None:
         raise ConfigError(f"--chroma {chroma}: give a saturation multiplier above 0 and at most 4 (1: as predicted)")
 
 
-def choose_backend(speeds: dict[str, float]) -> str:
-    """The backend with the most megapixels per second; on equal speeds the first of
-    :data:`BACKENDS`. A function of the measurements alone."""
-    return max((b for b in BACKENDS if b in speeds), key=speeds.__getitem__)
+def choose_backend(speeds: dict[str, float], margin: float = PREFERENCE_MARGIN) -> str:
+    """The first of :data:`BACKENDS` measured, unless a later one ran at least ``margin`` times
+    as many megapixels per second as the one chosen so far. A function of the measurements alone."""
+    chosen = None
+    for b in BACKENDS:
+        if b in speeds and (chosen is None or speeds[b] >= margin * speeds[chosen]):
+            chosen = b
+    if chosen is None:
+        raise ValueError(f"no measurement of a known backend ({', '.join(BACKENDS)}) in {speeds}")
+    return chosen
 
 
 def measure_backends(colorizers: dict[str, Colorizer], side: int = PROBE_SIDE,
@@ -143,11 +183,16 @@ def backend_cache_path() -> Path:
 
 
 def machine_key(path: Path) -> str:
-    """What a measurement depends on: the model's bytes, the runtimes, the CPU and threads, and
-    the probe's tile size."""
+    """What a measurement depends on: the model's bytes (and its int8 model's, if it has one),
+    the runtimes, the CPU and threads, and the probe's tile size."""
     import onnxruntime
 
-    digest = hashlib.sha256(path.read_bytes()).hexdigest()[:16]
+    from .int8 import file_digest, int8_model_for
+
+    digest = file_digest(path)[:16]
+    int8 = int8_model_for(path)
+    if int8 is not None:
+        digest += f" int8 {file_digest(int8)[:16]}"
     return (f"{digest} torch {torch.__version__} onnxruntime {onnxruntime.__version__} "
             f"{platform.machine()} {platform.processor() or cpu_name()} threads {torch.get_num_threads()} "
             f"probe {PROBE_SIDE} px")
@@ -164,10 +209,11 @@ def cpu_name() -> str:
 
 
 def fastest_colorizer(path: Path, torch_one: Colorizer) -> Colorizer:
-    """The torch colorizer or the ONNX one of the same checkpoint, whichever was measured faster
-    here: measured once per model, runtime versions, CPU and thread count, and remembered in the
-    user's cache folder (``backends.json``), so a choice does not flip with the load of the
-    moment. Logs the choice and its measurements."""
+    """The torch colorizer, the ONNX one of the same checkpoint or its int8 model (where it has
+    one), as :func:`choose_backend` picks from their speeds here: measured once per model,
+    runtime versions, CPU and thread count, and remembered in the user's cache folder
+    (``backends.json``), so a choice does not flip with the load of the moment. Logs the choice
+    and its measurements."""
     try:
         import onnxruntime  # noqa: F401
     except ImportError:
@@ -179,20 +225,28 @@ def fastest_colorizer(path: Path, torch_one: Colorizer) -> Colorizer:
         known = json.loads(cache.read_text())
     except (OSError, ValueError):
         known = {}
-    onnx_one = None
+    from .int8 import int8_model_for
+
+    candidates = [b for b in BACKENDS if b != "int8" or int8_model_for(path) is not None]
+    loaded = {"torch": torch_one}
     speeds = known.get(key)
-    if not isinstance(speeds, dict) or set(speeds) != set(BACKENDS):
-        onnx_one = onnx_colorizer(path, "cpu")
-        speeds = measure_backends({"torch": torch_one, "onnx": onnx_one})
+    if not isinstance(speeds, dict) or set(speeds) != set(candidates):
+        loaded["onnx"] = onnx_colorizer(path, "cpu")
+        if "int8" in candidates:
+            loaded["int8"] = int8_colorizer(path, "cpu")
+        speeds = measure_backends(loaded)
         known[key] = speeds
         try:
             atomic_write(cache, lambda tmp: Path(tmp).write_text(json.dumps(known, indent=1)))
         except OSError as e:
             log.warning("could not remember the backend measurements in %s (%s)", cache, e)
     chosen = choose_backend(speeds)
-    note = (f"{chosen} (auto: " + ", ".join(f"{b} {speeds[b]:.3f} MP/s" for b in BACKENDS)
+    note = (f"{chosen} (auto: " + ", ".join(f"{b} {speeds[b]:.3f} MP/s" for b in candidates)
             + f" on a {PROBE_SIDE} px tile)")
     log.info("backend %s", note)
-    colorizer = torch_one if chosen == "torch" else onnx_one or onnx_colorizer(path, "cpu")
+    if chosen not in loaded:
+        loaded[chosen] = onnx_colorizer(path, "cpu") if chosen == "onnx" else int8_colorizer(path, "cpu")
+    colorizer = loaded[chosen]
     colorizer.backend = note
+    del loaded  # the others' sessions and weights go now
     return colorizer
