@@ -24,9 +24,9 @@ import torch
 
 from aerocolor.colorize import to_gray
 from aerocolor.data.splits import val_half
-from aerocolor.imageio import as_rgb, atomic_write, list_images, read_image
+from aerocolor.imageio import as_rgb, atomic_write, read_image
 from aerocolor.infer import Colorizer, default_model_path
-from aerocolor.infer.int8 import INT8_LAYERS, calibration_tile, file_digest, quantise_int8
+from aerocolor.infer.int8 import INT8_LAYERS, calibration_photos, file_digest, quantise_int8
 from aerocolor.infer.onnx import OnnxGenerator, export_onnx
 from aerocolor.infer.torch_backend import load_method
 from aerocolor.metrics import mean_ciede2000
@@ -52,8 +52,7 @@ def main() -> None:
     checkpoint = default_model_path()
     method, config = load_method(checkpoint)
     fp32 = export_onnx(method, config)
-    tiles = [calibration_tile(to_gray(as_rgb(read_image(f))))
-             for f in spread(list_images(DATA / "color/train"), args.calibration)]
+    tiles = calibration_photos(DATA / "color/train", args.calibration)
     int8 = quantise_int8(fp32, tiles, args.layers, args.calibrate, source_digest=file_digest(checkpoint))
     if args.write:
         atomic_write(args.write, lambda tmp: Path(tmp).write_bytes(int8))

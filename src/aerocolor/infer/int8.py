@@ -17,6 +17,7 @@ calibrate on); OUT.onnx then runs like any exported model.
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import io
 import tempfile
@@ -38,7 +39,23 @@ def bundled_int8_path() -> Path:
 
 
 def file_digest(path: str | Path) -> str:
+    """SHA-256 of a file, hashed once per file version (path, size, modification time): one
+    ``--backend auto`` load asks for the checkpoint's several times."""
+    st = Path(path).stat()
+    return _digest(str(Path(path).resolve()), st.st_size, st.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=16)
+def _digest(path: str, size: int, mtime_ns: int) -> str:
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+@functools.lru_cache(maxsize=4)
+def _source_digest(path: str, size: int, mtime_ns: int) -> str | None:
+    """The ``int8_of`` metadata of an int8 model file, read once per file version."""
+    import onnx
+
+    return {p.key: p.value for p in onnx.load(path, load_external_data=False).metadata_props}.get(SOURCE_KEY)
 
 
 def block_convs(model) -> list[str]:
@@ -123,10 +140,8 @@ def quantise_int8(fp32: bytes, tiles: Iterable[np.ndarray], layers: str = "block
 
 def int8_model_for(checkpoint: Path) -> Path | None:
     """The bundled int8 model when ``checkpoint`` is the file it was made from, else None."""
-    import onnx
-
     path = bundled_int8_path()
     if not path.is_file():
         return None
-    meta = {p.key: p.value for p in onnx.load(str(path), load_external_data=False).metadata_props}
-    return path if meta.get(SOURCE_KEY) == file_digest(checkpoint) else None
+    st = path.stat()
+    return path if _source_digest(str(path), st.st_size, st.st_mtime_ns) == file_digest(checkpoint) else None
