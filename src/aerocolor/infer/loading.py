@@ -20,7 +20,7 @@ from ..methods import Method
 from ..runtime import map_large_allocations, release_free_memory
 from .colorizer import CPU_CUT_TILE, Colorizer
 from .generator import pick_device
-from .torch_backend import PRECISIONS, TorchGenerator, load_method
+from .torch_backend import PRECISIONS, TorchGenerator, default_precision, load_method
 
 log = logging.getLogger("aerocolor")
 
@@ -182,9 +182,11 @@ def backend_cache_path() -> Path:
     return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "aerocolor" / "backends.json"
 
 
-def machine_key(path: Path) -> str:
+def machine_key(path: Path, precision: str | None = None) -> str:
     """What a measurement depends on: the model's bytes (and its int8 model's, if it has one),
-    the runtimes, the CPU and threads, and the probe's tile size."""
+    the runtimes and torch's precision (None: the CPU's default), the CPU and threads, and the
+    probe's tile size."""
+    precision = precision or default_precision(torch.device("cpu"))
     import onnxruntime
 
     from .int8 import file_digest, int8_model_for
@@ -193,7 +195,7 @@ def machine_key(path: Path) -> str:
     int8 = int8_model_for(path)
     if int8 is not None:
         digest += f" int8 {file_digest(int8)[:16]}"
-    return (f"{digest} torch {torch.__version__} onnxruntime {onnxruntime.__version__} "
+    return (f"{digest} torch {torch.__version__} {precision} onnxruntime {onnxruntime.__version__} "
             f"{platform.machine()} {platform.processor() or cpu_name()} threads {torch.get_num_threads()} "
             f"probe {PROBE_SIDE} px")
 
@@ -220,7 +222,7 @@ def fastest_colorizer(path: Path, torch_one: Colorizer) -> Colorizer:
         torch_one.backend = "torch (auto: onnxruntime not installed)"
         return torch_one
     cache = backend_cache_path()
-    key = machine_key(path)
+    key = machine_key(path, getattr(torch_one.generator, "precision", None))
     try:
         known = json.loads(cache.read_text())
     except (OSError, ValueError):
