@@ -31,6 +31,7 @@ batch and accumulated in chunks, time and peak memory:
 from __future__ import annotations
 
 import argparse
+import copy
 import inspect
 import json
 import os
@@ -187,7 +188,7 @@ def conv_ceiling(side: int, repeats: int = 5) -> dict[str, float]:
     }
     cl_conv = torch.nn.Conv2d(128, 128, 3, padding=1, bias=False).eval().to(memory_format=torch.channels_last)
     cl_x = x.contiguous(memory_format=torch.channels_last)
-    bf_conv, bf_x = cl_conv.to(torch.bfloat16), cl_x.to(torch.bfloat16)
+    bf_conv, bf_x = copy.deepcopy(cl_conv).to(torch.bfloat16), cl_x.to(torch.bfloat16)  # .to is in place
     best = dict.fromkeys(runs, float("inf"))
     with torch.no_grad():
         for _ in range(repeats):
@@ -267,11 +268,13 @@ def layer_table(model: str, side: int, repeats: int = 3) -> None:
         for _ in range(repeats):
             colorizer.raw_output(gray)
         total = time.perf_counter() - start
-    ceiling = conv_ceiling(256)["torch channels_last"]
+    precision = colorizer.generator.precision
+    ceiling = conv_ceiling(256)["torch channels_last" + (" bfloat16" if precision == "bfloat16" else "")]
     flop = sum(r[1] for r in spent.values())
     print(f"{datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC; {os.cpu_count()}-core {os.uname().machine} CPU, "
-          f"{torch.get_num_threads()} torch threads, load {load()}; torch backend, one {side} px tile, "
-          f"{repeats} passes; conv ceiling (128->128 3x3, 256 px, channels_last) {ceiling:.0f} GFLOP/s")
+          f"{torch.get_num_threads()} torch threads, load {load()}; torch backend ({precision}), one {side} px "
+          f"tile, {repeats} passes; conv ceiling (128->128 3x3, 256 px, channels_last, {precision}) "
+          f"{ceiling:.0f} GFLOP/s")
     print(f"whole pass: {total / repeats * 1e3:.0f} ms, {flop / repeats / 1e9:.1f} GFLOP, "
           f"{flop / total / 1e9:.0f} GFLOP/s ({100 * flop / total / 1e9 / ceiling:.0f}% of the ceiling)")
     print("| layer | input (C, H, W) | output | calls per pass | ms per pass | share of pass | GFLOP per pass | "

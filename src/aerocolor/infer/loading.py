@@ -34,7 +34,8 @@ PREFERENCE_MARGIN = 1.10
 # CPU (``auto`` chooses for the CPU only), since the faster backend on small tiles need not be the
 # faster on a raster's tiles
 PROBE_SIDE = CPU_CUT_TILE
-PROBE_RUNS = 3  # timed runs per backend, interleaved; the best of each counts
+PROBE_RUNS = 5  # timed runs per backend, interleaved; the best of each counts (3 let one slow
+# stretch of bfloat16 torch runs pass for its speed: 0.49 against 0.79-0.86 MP/s in repeats)
 
 
 def default_model_path() -> Path:
@@ -243,7 +244,9 @@ def fastest_colorizer(path: Path, torch_one: Colorizer) -> Colorizer:
         except OSError as e:
             log.warning("could not remember the backend measurements in %s (%s)", cache, e)
     chosen = choose_backend(speeds)
-    note = (f"{chosen} (auto: " + ", ".join(f"{b} {speeds[b]:.3f} MP/s" for b in candidates)
+    precision = getattr(torch_one.generator, "precision", "float32")
+    label = f"{chosen} {precision}" if chosen == "torch" and precision != "float32" else chosen
+    note = (f"{label} (auto: " + ", ".join(f"{b} {speeds[b]:.3f} MP/s" for b in candidates)
             + f" on a {PROBE_SIDE} px tile)")
     log.info("backend %s", note)
     if chosen not in loaded:

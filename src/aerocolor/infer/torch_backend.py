@@ -63,8 +63,8 @@ PRECISIONS = {"float32": None, "bfloat16": torch.bfloat16}
 
 def default_precision(device: torch.device) -> str:
     """bfloat16 on a GPU (tensor cores run it several times faster than float32) and on a CPU that
-    computes it natively (:func:`~aerocolor.runtime.cpu_bf16`: 1.7x float32 there, colours within
-    0.03 mean CIEDE2000), else float32: CPUs without bfloat16 units run it slower."""
+    computes it natively (:func:`~aerocolor.runtime.cpu_bf16`: 1.6x float32 there, colours within
+    0.05 mean CIEDE2000), else float32: CPUs without bfloat16 units run it slower."""
     if device.type == "cuda" or (device.type == "cpu" and cpu_bf16()):
         return "bfloat16"
     return "float32"
