@@ -31,6 +31,7 @@ batch and accumulated in chunks, time and peak memory:
 from __future__ import annotations
 
 import argparse
+import copy
 import inspect
 import json
 import os
@@ -159,13 +160,15 @@ def run_one(model: str, raster: str, backend: str, out: str) -> dict:
             tile = colorizer.plan(src.height, src.width, opts.tile, opts.overlap)[2]
     return {"seconds": seconds, "flop": counting.pixels * full + counting.stats_pixels * stats,
             "tile": tile, "batch": opts.batch_size, "backend": chosen,
+            "precision": getattr(counting.inner, "precision", "float32"),
             "threads": torch.get_num_threads(),
             "peak_mb": resident_mb("VmHWM")}
 
 
 def conv_ceiling(side: int, repeats: int = 5) -> dict[str, float]:
     """GFLOP/s of one 128->128 3x3 convolution on a (1, 128, side, side) input: torch NCHW,
-    torch channels_last and onnxruntime, best of ``repeats`` each."""
+    torch channels_last and onnxruntime in float32, and torch channels_last in bfloat16 (the
+    precision torch runs in on a CPU that computes it natively), best of ``repeats`` each."""
     import onnxruntime as ort
     import torch
 
@@ -181,9 +184,11 @@ def conv_ceiling(side: int, repeats: int = 5) -> dict[str, float]:
         "torch NCHW": lambda: conv(x),
         "torch channels_last": lambda: cl_conv(cl_x),
         "onnxruntime": lambda: session.run(None, {"x": x.numpy()}),
+        "torch channels_last bfloat16": lambda: bf_conv(bf_x),
     }
     cl_conv = torch.nn.Conv2d(128, 128, 3, padding=1, bias=False).eval().to(memory_format=torch.channels_last)
     cl_x = x.contiguous(memory_format=torch.channels_last)
+    bf_conv, bf_x = copy.deepcopy(cl_conv).to(torch.bfloat16), cl_x.to(torch.bfloat16)  # .to is in place
     best = dict.fromkeys(runs, float("inf"))
     with torch.no_grad():
         for _ in range(repeats):
@@ -263,11 +268,13 @@ def layer_table(model: str, side: int, repeats: int = 3) -> None:
         for _ in range(repeats):
             colorizer.raw_output(gray)
         total = time.perf_counter() - start
-    ceiling = conv_ceiling(256)["torch channels_last"]
+    precision = colorizer.generator.precision
+    ceiling = conv_ceiling(256)["torch channels_last" + (" bfloat16" if precision == "bfloat16" else "")]
     flop = sum(r[1] for r in spent.values())
     print(f"{datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC; {os.cpu_count()}-core {os.uname().machine} CPU, "
-          f"{torch.get_num_threads()} torch threads, load {load()}; torch backend, one {side} px tile, "
-          f"{repeats} passes; conv ceiling (128->128 3x3, 256 px, channels_last) {ceiling:.0f} GFLOP/s")
+          f"{torch.get_num_threads()} torch threads, load {load()}; torch backend ({precision}), one {side} px "
+          f"tile, {repeats} passes; conv ceiling (128->128 3x3, 256 px, channels_last, {precision}) "
+          f"{ceiling:.0f} GFLOP/s")
     print(f"whole pass: {total / repeats * 1e3:.0f} ms, {flop / repeats / 1e9:.1f} GFLOP, "
           f"{flop / total / 1e9:.0f} GFLOP/s ({100 * flop / total / 1e9 / ceiling:.0f}% of the ceiling)")
     print("| layer | input (C, H, W) | output | calls per pass | ms per pass | share of pass | GFLOP per pass | "
@@ -519,7 +526,9 @@ def main() -> None:
             raster = tmp / f"mosaic_{size}.tif"
             build_raster(raster, size)
             ceiling = conv_ceiling(size // 4 if size <= 2048 else 256)
-            peak = max(ceiling.values())
+            # a run is measured against the ceiling of its own precision
+            peaks = {"float32": max(v for k, v in ceiling.items() if "bfloat16" not in k),
+                     "bfloat16": ceiling["torch channels_last bfloat16"]}
             print(f"\nconv ceiling (128->128 3x3, {size // 4 if size <= 2048 else 256} px): "
                   + ", ".join(f"{k} {v:.0f}" for k, v in ceiling.items()) + " GFLOP/s")
             print("| size | tree | backend | tile/batch | seconds | MP/s | GFLOP/MP | GFLOP/s | "
@@ -542,6 +551,10 @@ def main() -> None:
                     mp = size * size / 1e6
                     gflops = r["flop"] / 1e9 / r["seconds"]
                     label = f"auto: {r['backend'].split(' ')[0]}" if backend == "auto" else backend
+                    precision = r.get("precision", "float32")
+                    peak = peaks.get(precision, peaks["float32"])
+                    if precision != "float32":
+                        label += f" ({precision})"
                     print(f"| {size} | {tree} | {label} | {r['tile']}/{r['batch']} | "
                           f"{r['seconds']:.1f} | {mp / r['seconds']:.3f} | {r['flop'] / 1e9 / mp:.0f} | "
                           f"{gflops:.0f} | {100 * gflops / peak:.0f} | {r['peak_mb']:.0f} | {diff} | "

@@ -79,7 +79,7 @@ def main() -> None:
     ap.add_argument("--write", type=Path, default=None, help="write the checkpoint with the chosen chroma here")
     args = ap.parse_args()
     torch.set_num_threads(int(os.environ.get("EVAL_THREADS", "2")))
-    colorizer = load_colorizer(args.checkpoint, "cpu", "torch")
+    colorizer = load_colorizer(args.checkpoint, "cpu", "torch", precision="float32")  # as the model card
     images = []
     for f in tqdm(val_half("selection"), desc="selection half", unit="image"):
         truth = as_rgb(read_image(f))

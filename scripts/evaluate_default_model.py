@@ -74,6 +74,9 @@ def main() -> None:
     ap.add_argument("--half", choices=["selection", "report"], default="report")
     ap.add_argument("--old-limit", type=int, default=58)
     ap.add_argument("--no-fid", action="store_true", help="colour differences only (fast)")
+    ap.add_argument("--precision", choices=["float32", "bfloat16"], default="float32",
+                    help="torch precision (float32, the default, compares across machines; bfloat16 is "
+                         "what colorize runs on CPUs with native bfloat16)")
     ap.add_argument("--write-lists", metavar="DIR", default=None,
                     help="write selection.txt and report.txt (image lists for configs and studies) to DIR and exit")
     args = ap.parse_args()
@@ -81,7 +84,8 @@ def main() -> None:
         write_lists(Path(args.write_lists))
         return
     torch.set_num_threads(int(os.environ.get("EVAL_THREADS", "2")))
-    models = {str(c): load_colorizer(c, "cpu") for c in (args.checkpoints or [default_model_path()])}
+    models = {str(c): load_colorizer(c, "cpu", precision="auto" if str(c).endswith(".onnx") else args.precision)
+              for c in (args.checkpoints or [default_model_path()])}
     mean_ab = mean_training_ab()
     files = val_half(args.half)
     names = [*models, "gray (ab = 0)", "training mean colour"]

@@ -12,6 +12,9 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 # backend measurements (--backend auto) go to a cache of the test run, not the user's
 os.environ["XDG_CACHE_HOME"] = tempfile.mkdtemp(prefix="aerocolor-test-cache-")
+# float32 on every CPU, so that the tolerances between backends and between runs hold whatever
+# the machine; tests/test_precision.py turns the CPU's bfloat16 on where it tests that path
+os.environ["AEROCOLOR_CPU_BF16"] = "0"
 SHARED_DATA = ROOT.parent / "shared" / "data"
 
 

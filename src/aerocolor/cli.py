@@ -59,7 +59,7 @@ def colorize(
     skip_existing: Annotated[bool, typer.Option(help="Skip images whose output exists.")] = False,
     batch_size: Annotated[int, typer.Option(help="Tiles per forward pass.")] = 1,
     backend: Annotated[str, typer.Option(help="torch, onnx (onnxruntime), int8 (the bundled model's int8 copy, onnxruntime) or auto: an .onnx file runs with onnx; a checkpoint on the CPU with torch unless onnx (then int8) was measured at least 10% faster for it on this machine (measured once, remembered in ~/.cache/aerocolor/backends.json).")] = "auto",
-    precision: Annotated[str, typer.Option(help="auto (bfloat16 convolutions on a GPU, float32 on the CPU), float32 or bfloat16; a precision other than auto runs the torch backend. Outputs stay float32.")] = "auto",
+    precision: Annotated[str, typer.Option(help="auto (bfloat16 convolutions on a GPU and on a CPU with native bfloat16, e.g. AVX512-BF16; float32 elsewhere), float32 or bfloat16; a precision other than auto runs the torch backend. Outputs stay float32.")] = "auto",
     cog: Annotated[bool, typer.Option(help="Rasters: write a Cloud Optimized GeoTIFF with overviews.")] = False,
     band: Annotated[int | None, typer.Option(help="Rasters: band to colorize (default: luminance of bands 1-3, or band 1).")] = None,
     stretch: Annotated[str, typer.Option(help="Rasters: auto (percentile stretch beyond 8 bits), percentile or none.")] = "auto",

@@ -8,6 +8,9 @@ sets them; a value already in the environment always wins).
 - ``THP_MEM_ALLOC_ENABLE=1``: torch's CPU allocator backs large tensors with transparent huge
   pages: tile activations of tens of MB otherwise become fresh mmaps with a page fault per 4 KB.
 
+Where bfloat16 runs natively on the CPU (:func:`cpu_bf16`), torch inference and training use it
+there, as on a GPU.
+
 Two C heap settings apply at run time instead: :func:`map_large_allocations` (set when the ONNX
 backend is loaded for the CPU) and :func:`release_free_memory` (after exporting to ONNX in memory).
 """
@@ -15,6 +18,8 @@ backend is loaded for the CPU) and :func:`release_free_memory` (after exporting 
 from __future__ import annotations
 
 import os
+import platform
+from functools import lru_cache
 
 PROCESS_DEFAULTS = {"OMP_WAIT_POLICY": "PASSIVE", "THP_MEM_ALLOC_ENABLE": "1"}
 
@@ -64,3 +69,30 @@ def release_free_memory() -> None:
     trim = getattr(_libc(), "malloc_trim", None)
     if trim is not None:
         trim(0)
+
+
+# x86 CPU flags of native bfloat16 arithmetic (AVX512-BF16: Zen 4 and later, Cooper Lake, Sapphire
+# Rapids and later; AMX-BF16: Sapphire Rapids and later)
+BF16_CPU_FLAGS = ("avx512_bf16", "amx_bf16")
+
+
+@lru_cache(maxsize=1)
+def cpu_bf16() -> bool:
+    """Whether this CPU computes bfloat16 natively (an x86 CPU with AVX512-BF16 or AMX; read from
+    ``/proc/cpuinfo``). There oneDNN runs bfloat16 convolutions about twice as fast as float32
+    (measured on a 2-core AMD EPYC with AVX512-BF16: 1.7x a whole inference pass, 1.3-1.9x a
+    training step); elsewhere bfloat16 is emulated and slower, so float32 stays the default.
+    ``AEROCOLOR_CPU_BF16=0`` (or 1) overrides the detection."""
+    forced = os.environ.get("AEROCOLOR_CPU_BF16")
+    if forced is not None:
+        return forced.strip().lower() not in ("0", "", "false", "no", "off")
+    if platform.machine().lower() not in ("x86_64", "amd64"):
+        return False
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("flags"):
+                    return any(flag in line.split() for flag in BF16_CPU_FLAGS)
+    except OSError:
+        pass
+    return False

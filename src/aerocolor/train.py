@@ -11,8 +11,10 @@ import csv
 import math
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -32,6 +34,7 @@ from .methods import Method, get_method
 from .methods.base import unwrap
 from .metrics import as_float, mean_ciede2000
 from .progress import progress_bar
+from .runtime import cpu_bf16
 
 LAST, BEST = "last.pt", "best.pt"
 
@@ -203,6 +206,16 @@ def warm_start(method: Method, path: str | Path) -> str:
             f"{skipped} of the checkpoint's not used")
 
 
+def training_autocast(device: torch.device, amp: bool) -> Callable[[], Any] | None:
+    """The mixed-precision context of the training passes (``train.amp``): bfloat16 autocast on a
+    GPU and on a CPU that computes bfloat16 natively (:func:`~aerocolor.runtime.cpu_bf16`; 1.3x
+    a pix2pix step there, 1.6-1.9x FastCUT and CycleGAN), None (float32) elsewhere. The losses
+    are computed in float32 either way."""
+    if amp and (device.type == "cuda" or (device.type == "cpu" and cpu_bf16())):
+        return lambda: torch.autocast(device.type, dtype=torch.bfloat16)
+    return None
+
+
 def train(cfg: Config, resume: bool = True, until_step: int | None = None, progress: bool = True) -> Path:
     """Train ``cfg.model.method``; returns the run folder (holding last.pt and best.pt)."""
     t = cfg.train
@@ -222,8 +235,8 @@ def train(cfg: Config, resume: bool = True, until_step: int | None = None, progr
     method = method_cls(cfg.model).to(device)
     if t.channels_last:
         method.to(memory_format=torch.channels_last)
-    if device.type == "cuda" and t.amp:
-        method.amp = lambda: torch.autocast("cuda", dtype=torch.bfloat16)
+    if (autocast := training_autocast(device, t.amp)) is not None:
+        method.amp = autocast
     optimizers = method.configure_optimizers(cfg.optim)
     dataset = build_dataset(cfg, method_cls)
     if cfg.data.balance != "none" and dd.main:

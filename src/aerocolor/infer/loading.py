@@ -20,7 +20,7 @@ from ..methods import Method
 from ..runtime import map_large_allocations, release_free_memory
 from .colorizer import CPU_CUT_TILE, Colorizer
 from .generator import pick_device
-from .torch_backend import PRECISIONS, TorchGenerator, load_method
+from .torch_backend import PRECISIONS, TorchGenerator, default_precision, load_method
 
 log = logging.getLogger("aerocolor")
 
@@ -34,7 +34,8 @@ PREFERENCE_MARGIN = 1.10
 # CPU (``auto`` chooses for the CPU only), since the faster backend on small tiles need not be the
 # faster on a raster's tiles
 PROBE_SIDE = CPU_CUT_TILE
-PROBE_RUNS = 3  # timed runs per backend, interleaved; the best of each counts
+PROBE_RUNS = 5  # timed runs per backend, interleaved; the best of each counts (3 let one slow
+# stretch of bfloat16 torch runs pass for its speed: 0.49 against 0.79-0.86 MP/s in repeats)
 
 
 def default_model_path() -> Path:
@@ -182,9 +183,11 @@ def backend_cache_path() -> Path:
     return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "aerocolor" / "backends.json"
 
 
-def machine_key(path: Path) -> str:
+def machine_key(path: Path, precision: str | None = None) -> str:
     """What a measurement depends on: the model's bytes (and its int8 model's, if it has one),
-    the runtimes, the CPU and threads, and the probe's tile size."""
+    the runtimes and torch's precision (None: the CPU's default), the CPU and threads, and the
+    probe's tile size."""
+    precision = precision or default_precision(torch.device("cpu"))
     import onnxruntime
 
     from .int8 import file_digest, int8_model_for
@@ -193,7 +196,7 @@ def machine_key(path: Path) -> str:
     int8 = int8_model_for(path)
     if int8 is not None:
         digest += f" int8 {file_digest(int8)[:16]}"
-    return (f"{digest} torch {torch.__version__} onnxruntime {onnxruntime.__version__} "
+    return (f"{digest} torch {torch.__version__} {precision} onnxruntime {onnxruntime.__version__} "
             f"{platform.machine()} {platform.processor() or cpu_name()} threads {torch.get_num_threads()} "
             f"probe {PROBE_SIDE} px")
 
@@ -220,7 +223,7 @@ def fastest_colorizer(path: Path, torch_one: Colorizer) -> Colorizer:
         torch_one.backend = "torch (auto: onnxruntime not installed)"
         return torch_one
     cache = backend_cache_path()
-    key = machine_key(path)
+    key = machine_key(path, getattr(torch_one.generator, "precision", None))
     try:
         known = json.loads(cache.read_text())
     except (OSError, ValueError):
@@ -241,7 +244,9 @@ def fastest_colorizer(path: Path, torch_one: Colorizer) -> Colorizer:
         except OSError as e:
             log.warning("could not remember the backend measurements in %s (%s)", cache, e)
     chosen = choose_backend(speeds)
-    note = (f"{chosen} (auto: " + ", ".join(f"{b} {speeds[b]:.3f} MP/s" for b in candidates)
+    precision = getattr(torch_one.generator, "precision", "float32")
+    label = f"{chosen} {precision}" if chosen == "torch" and precision != "float32" else chosen
+    note = (f"{label} (auto: " + ", ".join(f"{b} {speeds[b]:.3f} MP/s" for b in candidates)
             + f" on a {PROBE_SIDE} px tile)")
     log.info("backend %s", note)
     if chosen not in loaded:

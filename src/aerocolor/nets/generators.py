@@ -13,7 +13,7 @@ import torch.nn as nn
 
 from ..config import NetworkConfig
 from ..errors import ConfigError
-from .layers import conv_bias, init_weights, norm_layer, scope_stats
+from .layers import ConvTranspose2d, conv_bias, init_weights, norm_layer, scope_stats
 
 UNET_DEPTHS = {"unet_32": 5, "unet_64": 6, "unet_128": 7, "unet_256": 8}
 Z_INJECTIONS = ("input", "all", "middle")
@@ -59,10 +59,10 @@ class UNetGenerator(nn.Module):
         for i in range(depth):
             c_in = ch[i] + (nz if inject == "middle" else 0) if i == depth - 1 else 2 * ch[i]
             if i == 0:
-                layers = [nn.ReLU(inplace=True), nn.ConvTranspose2d(c_in, out_ch, 4, 2, 1), nn.Tanh()]
+                layers = [nn.ReLU(inplace=True), ConvTranspose2d(c_in, out_ch, 4, 2, 1), nn.Tanh()]
             else:
                 layers = [nn.ReLU(inplace=True),
-                          nn.ConvTranspose2d(c_in, ch[i - 1], 4, 2, 1, bias=bias),
+                          ConvTranspose2d(c_in, ch[i - 1], 4, 2, 1, bias=bias),
                           norm_layer(norm, ch[i - 1])]
                 if dropout and 4 <= i <= depth - 2:
                     layers.append(nn.Dropout(0.5))

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
 from ..errors import ConfigError
@@ -91,6 +92,41 @@ def norm_layer(kind: str, channels: int) -> nn.Module:
     if kind == "none":
         return nn.Identity()
     raise ConfigError(f"model.nets.norm: unknown norm {kind!r}: choose batch, instance or none")
+
+
+# Transposed convolutions whose input has at most this many positions (batch x height x width) run
+# as one matrix product and a col2im fold on the CPU (:class:`ConvTranspose2d`).
+SMALL_PLANE_POSITIONS = 64
+
+
+class ConvTranspose2d(nn.ConvTranspose2d):
+    """``nn.ConvTranspose2d`` that, on the CPU, runs small planes (the inner levels of a U-Net:
+    1x1 to 8x8 at batch 1) as one matrix product (input channels x output channels x kernel)
+    and a col2im fold. There oneDNN's kernel spends far longer than the weight's size needs:
+    forward and backward of a 1024 -> 512 layer on a 4x4 plane took 71 ms against 26 ms this way
+    (2 threads). Same parameters and state dict, same result to float rounding; larger planes,
+    other devices, tracing and ONNX export use the standard operator."""
+
+    def forward(self, x: torch.Tensor, output_size: list[int] | None = None) -> torch.Tensor:
+        if output_size is not None or not self._small_plane(x):
+            return super().forward(x, output_size)
+        n, c, h, w = x.shape
+        kh, kw = self.kernel_size
+        out_h = (h - 1) * self.stride[0] - 2 * self.padding[0] + kh + self.output_padding[0]
+        out_w = (w - 1) * self.stride[1] - 2 * self.padding[1] + kw + self.output_padding[1]
+        # (N, HW, Cin) @ (Cin, Cout*kh*kw): the weight's gradient comes out in its own layout
+        cols = x.reshape(n, c, h * w).transpose(1, 2) @ self.weight.reshape(c, -1)
+        y = F.fold(cols.transpose(1, 2), (out_h, out_w), self.kernel_size, stride=self.stride,
+                   padding=self.padding)
+        return y if self.bias is None else y + self.bias.view(1, -1, 1, 1)
+
+    def _small_plane(self, x: torch.Tensor) -> bool:
+        if (torch.jit.is_tracing() or torch.jit.is_scripting() or torch.onnx.is_in_onnx_export()
+                or torch.compiler.is_compiling()):
+            return False
+        return (x.device.type == "cpu" and x.dim() == 4
+                and x.shape[0] * x.shape[2] * x.shape[3] <= SMALL_PLANE_POSITIONS
+                and self.groups == 1 and self.dilation == (1, 1) and self.padding_mode == "zeros")
 
 
 def conv_bias(kind: str) -> bool:
