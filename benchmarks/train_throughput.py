@@ -14,7 +14,7 @@ An older source tree against this one, side by side: every row runs in a fresh p
 (PYTHONPATH set to the tree's src), old and new in turns, ``--repeats`` rounds, the best of each
 counting:
 
-    git worktree add /tmp/base 353b376
+    git worktree add /tmp/base d27a4b4
     python benchmarks/train_throughput.py --base /tmp/base/src --steps 6 --repeats 2
 """
 

@@ -37,6 +37,23 @@ class Terminal(io.StringIO):
         return True
 
 
+@pytest.fixture
+def cpu_bf16_as(monkeypatch):
+    """Set what the CPU bfloat16 detection says (True, False), as its environment override does,
+    or None: the CPU's own flags. The suite's own setting (float32, above) comes back after."""
+    from aerocolor.runtime import cpu_bf16
+
+    def force(on: bool | None) -> None:
+        if on is None:
+            monkeypatch.delenv("AEROCOLOR_CPU_BF16", raising=False)
+        else:
+            monkeypatch.setenv("AEROCOLOR_CPU_BF16", "1" if on else "0")
+        cpu_bf16.cache_clear()
+    yield force
+    monkeypatch.undo()
+    cpu_bf16.cache_clear()
+
+
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
     if not SHARED_DATA.is_dir():

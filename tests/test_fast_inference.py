@@ -170,25 +170,19 @@ def test_auto_backend_measures_once_and_follows_its_measurements(tiny_checkpoint
         assert (colorizer.method is None) == (favoured == "onnx")
 
 
-def test_auto_backend_with_cpu_bfloat16_keys_and_names_the_precision(tiny_checkpoint, monkeypatch, tmp_path):
+def test_auto_backend_with_cpu_bfloat16_keys_and_names_the_precision(tiny_checkpoint, cpu_bf16_as,
+                                                                     monkeypatch, tmp_path):
     """Where the CPU computes bfloat16 natively, torch's measurements are its bfloat16 ones: kept
     apart from float32 ones, and the choice says the precision."""
-    from aerocolor.runtime import cpu_bf16
-
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
-    monkeypatch.setenv("AEROCOLOR_CPU_BF16", "1")
-    cpu_bf16.cache_clear()
-    try:
-        key = machine_key(tiny_checkpoint)
-        assert " bfloat16 " in key and key != machine_key(tiny_checkpoint, "float32")
-        backend_cache_path().parent.mkdir(parents=True)
-        backend_cache_path().write_text(json.dumps({key: {"torch": 2.0, "onnx": 1.0}}))
-        colorizer = load_colorizer(tiny_checkpoint, "cpu", "auto")
-        assert colorizer.generator.precision == "bfloat16"
-        assert colorizer.backend.startswith("torch bfloat16 (auto: torch 2.000 MP/s, onnx 1.000 MP/s")
-    finally:
-        monkeypatch.undo()
-        cpu_bf16.cache_clear()
+    cpu_bf16_as(True)
+    key = machine_key(tiny_checkpoint)
+    assert " bfloat16 " in key and key != machine_key(tiny_checkpoint, "float32")
+    backend_cache_path().parent.mkdir(parents=True)
+    backend_cache_path().write_text(json.dumps({key: {"torch": 2.0, "onnx": 1.0}}))
+    colorizer = load_colorizer(tiny_checkpoint, "cpu", "auto")
+    assert colorizer.generator.precision == "bfloat16"
+    assert colorizer.backend.startswith("torch bfloat16 (auto: torch 2.000 MP/s, onnx 1.000 MP/s")
 
 
 def test_measure_backends_times_each(tiny_checkpoint):

@@ -44,17 +44,6 @@ def test_bfloat16_colours_match_float32_within_rounding(bundled, shared_data: Pa
     assert de < 0.1, f"bfloat16 changes the colours by mean CIEDE2000 {de:.3f}"
 
 
-@pytest.fixture
-def cpu_bf16_as(monkeypatch):
-    """Set what the CPU bfloat16 detection says, as its environment override does."""
-    def force(on: bool) -> None:
-        monkeypatch.setenv("AEROCOLOR_CPU_BF16", "1" if on else "0")
-        cpu_bf16.cache_clear()
-    yield force
-    monkeypatch.undo()  # the suite's own setting (tests/conftest.py) comes back
-    cpu_bf16.cache_clear()
-
-
 def test_precision_defaults_and_unknown_precision(bundled, cpu_bf16_as):
     for native in (False, True):
         cpu_bf16_as(native)
@@ -75,9 +64,7 @@ def test_load_colorizer_takes_a_precision():
     assert load_colorizer(None, "cpu", "torch", precision="float32").generator.precision == "float32"
 
 
-def test_bf16_detection_reads_the_cpu_flags(monkeypatch):
-    monkeypatch.delenv("AEROCOLOR_CPU_BF16")
-    cpu_bf16.cache_clear()
+def test_bf16_detection_reads_the_cpu_flags(cpu_bf16_as):
     try:
         flags = next((line.split() for line in Path("/proc/cpuinfo").read_text().splitlines()
                       if line.startswith("flags")), None)
@@ -85,11 +72,8 @@ def test_bf16_detection_reads_the_cpu_flags(monkeypatch):
         flags = None
     if flags is None or platform.machine() not in ("x86_64", "AMD64"):
         pytest.skip("needs an x86 Linux CPU with /proc/cpuinfo flags")
-    try:
-        assert cpu_bf16() is any(f in flags for f in ("avx512_bf16", "amx_bf16"))
-    finally:
-        monkeypatch.undo()
-        cpu_bf16.cache_clear()
+    cpu_bf16_as(None)
+    assert cpu_bf16() is any(f in flags for f in ("avx512_bf16", "amx_bf16"))
 
 
 def test_training_autocast_follows_the_cpu(cpu_bf16_as, shared_data: Path):

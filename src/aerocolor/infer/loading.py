@@ -223,7 +223,8 @@ def fastest_colorizer(path: Path, torch_one: Colorizer) -> Colorizer:
         torch_one.backend = "torch (auto: onnxruntime not installed)"
         return torch_one
     cache = backend_cache_path()
-    key = machine_key(path, getattr(torch_one.generator, "precision", None))
+    precision = getattr(torch_one.generator, "precision", "float32")
+    key = machine_key(path, precision)
     try:
         known = json.loads(cache.read_text())
     except (OSError, ValueError):
@@ -244,7 +245,6 @@ def fastest_colorizer(path: Path, torch_one: Colorizer) -> Colorizer:
         except OSError as e:
             log.warning("could not remember the backend measurements in %s (%s)", cache, e)
     chosen = choose_backend(speeds)
-    precision = getattr(torch_one.generator, "precision", "float32")
     label = f"{chosen} {precision}" if chosen == "torch" and precision != "float32" else chosen
     note = (f"{label} (auto: " + ", ".join(f"{b} {speeds[b]:.3f} MP/s" for b in candidates)
             + f" on a {PROBE_SIDE} px tile)")
