@@ -2,9 +2,10 @@
 ../shared (a rented GPU, say) and train there.
 
 Each source folder's subfolders (aid, maps, neon, ...) keep their names under OUT/train. An image
-no larger than --max-side on either side is copied byte for byte; a larger one is cut to one random
-crop of --crop pixels a side (or the image's own side where it is narrower) (seeded, so a pack is reproducible) and saved as JPEG at --quality
-without chroma subsampling (with --reencode the smaller ones are saved so too). With --val-list, the listed validation images (except those whose path
+no larger than --max-side on either side is copied byte for byte (with --reencode, saved as JPEG at
+--quality); a larger one is cut to one random crop of --crop pixels a side, or of its own side
+where it is narrower (seeded, so a pack is reproducible), and saved as JPEG at --quality without
+chroma subsampling. With --val-list, the listed validation images (except those whose path
 contains a --val-skip text) are copied byte for byte to OUT/val/<subfolder>. Prints the pack's size.
 
 The bundled model's GPU run (docs/model-card.md) trained on
