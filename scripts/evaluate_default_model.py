@@ -6,7 +6,11 @@ the *selection* half, the second half the *report* half that model choice never 
 Baselines, each keeping the input's L*: gray output (a* = b* = 0) and the training set's mean
 colour (the mean a*, b* over color/train). Prints a Markdown table of mean CIEDE2000 (overall and
 per subfolder), colourfulness and FID (against the half's colour truth), and FID of old/val photos
-against color/val, gray as they are and colorized by each model.
+against color/val, gray as they are and colorized by each model. For scale, that FID is also given
+for the same number of photos drawn from color/train (three seeded draws), as real colour, as gray
+and colorized by each model: genuine colour photos score the floor at this sample size (FID is
+biased upward for small samples, so the floor is far above 0), and the colorized ones show how
+close a model's colours come to it where the film itself is not in the way.
 
     python scripts/evaluate_default_model.py [CKPT ...] --half report
 
@@ -31,6 +35,7 @@ from aerocolor.evaluate import colorfulness
 from aerocolor.fid import fid_features, frechet_distance
 from aerocolor.imageio import as_rgb, list_images, read_image
 from aerocolor.infer import default_model_path, load_colorizer
+from aerocolor.infer.loading import is_onnx_file
 from aerocolor.metrics import mean_ciede2000
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
@@ -62,6 +67,24 @@ def mean_training_ab(limit: int = 600) -> np.ndarray:
     return sums / count
 
 
+def colour_photo_floor(reference: np.ndarray, count: int, models: dict, draws: int = 3) -> dict[str, list[float]]:
+    """FID against ``reference`` of ``count`` photos of color/train per seeded draw: as they are (real
+    colour), their gray versions, and those colorized by each model. The first says what genuine
+    colour photos score at this sample size; the last how close the models come on photos like
+    the training ones, so the rest of an old-photo FID is the old film itself."""
+    files = list_images(DATA / "color/train")
+    rng = np.random.default_rng(0)
+    out: dict[str, list[float]] = {k: [] for k in ["real colour", "gray", *models]}
+    for _ in range(draws):
+        photos = [as_rgb(read_image(files[i])) for i in rng.choice(len(files), count, replace=False)]
+        grays = [to_gray(p) for p in photos]
+        out["real colour"].append(frechet_distance(fid_features(photos), reference))
+        out["gray"].append(frechet_distance(fid_features(with_constant_ab(g, np.zeros(2)) for g in grays), reference))
+        for k, c in models.items():
+            out[k].append(frechet_distance(fid_features(c.colorize(g) for g in grays), reference))
+    return out
+
+
 def with_constant_ab(gray: np.ndarray, ab: np.ndarray) -> np.ndarray:
     g = torch.from_numpy(gray)[None, None]
     ab_t = torch.tensor(ab, dtype=torch.float32).view(1, 2, 1, 1).expand(1, 2, *gray.shape)
@@ -84,7 +107,7 @@ def main() -> None:
         write_lists(Path(args.write_lists))
         return
     torch.set_num_threads(int(os.environ.get("EVAL_THREADS", "2")))
-    models = {str(c): load_colorizer(c, "cpu", precision="auto" if str(c).endswith(".onnx") else args.precision)
+    models = {str(c): load_colorizer(c, "cpu", precision="auto" if is_onnx_file(c) else args.precision)
               for c in (args.checkpoints or [default_model_path()])}
     mean_ab = mean_training_ab()
     files = val_half(args.half)
@@ -127,6 +150,11 @@ def main() -> None:
         for k, c in models.items():
             fid = frechet_distance(fid_features(c.colorize(read_image(f)) for f in old), reference)
             print(f"- colorized by {k}: {fid:.1f}")
+        print(f"\nFor scale, the same FID for {len(old)} photos of color/train (three seeded draws): real "
+              "colour photos score the floor at this sample size; their gray versions and colorizations "
+              "show how much of an old photo's FID colour can remove:")
+        for k, values in colour_photo_floor(reference, len(old), models).items():
+            print(f"- {k}: " + ", ".join(f"{v:.1f}" for v in values) + f" (mean {np.mean(values):.1f})")
 
 
 if __name__ == "__main__":

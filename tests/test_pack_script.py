@@ -54,6 +54,21 @@ def test_small_images_are_copied_and_large_ones_cropped_reproducibly(pack, sourc
     assert (other / "train/maps/ny_1.jpg").read_bytes() != (one / "maps" / "ny_1.jpg").read_bytes()
 
 
+def test_narrow_images_keep_their_side_and_reencode_shrinks_small_ones(pack, source, tmp_path):
+    src, _ = source
+    out = tmp_path / "p"
+    # ny_1 is 600 x 500: a 550 px crop keeps its 500 px height instead of failing
+    assert pack.pack_train([src], out, max_side=400, crop=550, quality=70, seed=0, reencode=True) == 3
+    with Image.open(out / "train/maps/ny_1.jpg") as im:
+        assert im.size == (550, 500)
+    with Image.open(out / "train/maps/ny_2.jpg") as im:
+        assert im.size == (550, 550)
+    small = out / "train/aid/farm_1.jpg"
+    assert small.read_bytes() != (src / "aid" / "farm_1.jpg").read_bytes()
+    with Image.open(small) as im:
+        assert im.size == (150, 150) and im.format == "JPEG"
+
+
 def test_validation_list_is_copied_with_skips(pack, source, tmp_path):
     _, sel = source
     out = tmp_path / "p"
@@ -66,8 +81,6 @@ def test_bad_inputs_name_the_problem(pack, source, tmp_path):
     src, sel = source
     with pytest.raises(SystemExit, match="no such folder"):
         pack.pack_train([tmp_path / "nowhere"], tmp_path / "p", 400, 320, 92, 0)
-    with pytest.raises(SystemExit, match="smaller than --crop"):
-        pack.pack_train([src], tmp_path / "p", 400, 550, 92, 0)
     sel.write_text("../val/aid/missing.jpg\n")
     with pytest.raises(SystemExit, match="missing.jpg does not exist"):
         pack.pack_val(sel, tmp_path / "p", skip=[])

@@ -103,3 +103,36 @@ def test_training_autocast_follows_the_cpu(cpu_bf16_as, shared_data: Path):
     losses = method.train_step(batch)
     assert dtypes == [torch.bfloat16]
     assert all(torch.isfinite(v).all() for v in losses.values()), losses
+
+
+def test_cli_raster_on_a_bf16_cpu_runs_bf16_and_matches_float32(cpu_bf16_as, shared_data: Path, tmp_path):
+    """The path a user on a CPU with native bfloat16 gets by default: ``colorize`` of a GeoTIFF,
+    streamed in tiles, auto precision. Same georeference, colours within bfloat16's rounding."""
+    import rasterio
+    from rasterio.transform import from_origin
+    from typer.testing import CliRunner
+
+    from aerocolor.cli import app
+
+    gray = (to_gray(read_image(sorted((shared_data / "color/val/maps").glob("*.jpg"))[2]))[:320, :448] * 255)
+    src = tmp_path / "scan.tif"
+    profile = {"driver": "GTiff", "width": 448, "height": 320, "count": 1, "dtype": "uint8",
+               "crs": "EPSG:32617", "transform": from_origin(403000.0, 3285000.0, 0.5, 0.5)}
+    with rasterio.open(src, "w", **profile) as dst:
+        dst.write(gray.round().astype(np.uint8)[None])
+    outputs = {}
+    runs = (("bf16", True, []), ("fp32", False, []), ("fp32-forced", True, ["--precision", "float32"]))
+    for name, native, extra in runs:
+        cpu_bf16_as(native)
+        out = tmp_path / name
+        result = CliRunner().invoke(app, ["colorize", str(src), "-o", str(out), "--backend", "torch",
+                                          "--tile", "256", "--overlap", "32", "-q", *extra],
+                                    catch_exceptions=False)
+        assert result.exit_code == 0, result.output
+        with rasterio.open(next(out.glob("*.tif"))) as ds:
+            assert ds.crs == profile["crs"] and ds.transform == profile["transform"] and ds.count == 3
+            outputs[name] = ds.read().transpose(1, 2, 0).astype(np.float32) / 255
+    assert np.array_equal(outputs["fp32"], outputs["fp32-forced"]), "--precision float32 did not run float32"
+    assert np.abs(outputs["bf16"] - outputs["fp32"]).max() > 0, "bfloat16 was not used: the outputs are identical"
+    de = mean_ciede2000(outputs["bf16"], outputs["fp32"])
+    assert de < 0.15, f"bfloat16 changes the raster's colours by mean CIEDE2000 {de:.3f}"

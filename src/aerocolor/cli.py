@@ -98,7 +98,6 @@ def colorize(
     from .infer.colorizer import check_tiling
     from .infer.loading import check_chroma, check_precision
     from .infer.raster import RasterOptions
-    from .infer.reference import ReferenceSpec
 
     items = list(inputs)
     if model is None and items and Path(items[0]).suffix.lower() in CKPT_SUFFIXES:
@@ -111,14 +110,9 @@ def colorize(
     check_precision(precision, backend, model)
     if samples < 0:
         raise AerocolorError(f"--samples {samples}: give 0 (one colorization) or a positive count")
-    spec = None
-    if reference is not None or reference_wmts is not None:
-        if reference is not None and reference_wmts is not None:
-            raise AerocolorError("give one reference: --reference FILE or --reference-wmts URL, not both")
-        spec = ReferenceSpec(reference, reference_wmts, reference_layer, reference_strength, reference_zoom,
-                             out / ".reference_tiles", warn=lambda m: typer.echo(f"warning: {m}", err=True))
-        if model is None and reference_model_path().is_file():
-            model = reference_model_path()
+    spec = reference_spec(reference, reference_wmts, reference_layer, reference_strength, reference_zoom, out)
+    if spec is not None and model is None and reference_model_path().is_file():
+        model = reference_model_path()
     archive_job = engine != "local" or archive or consistent
     if archive_job and consistent and (samples or style is not None):
         raise AerocolorError("--consistent shares one set of statistics per group; it does not combine "
@@ -136,20 +130,15 @@ def colorize(
 
             files = stack.enter_context(restored_inputs(files, out, mask_borders, device))
         if archive_job:
-            from .archive import ArchiveOptions, run_archive
+            from .archive import ArchiveOptions
             from .archive.worker import WorkSpec
 
-            work_spec = WorkSpec(out_dir=out, model=model, device=device, backend=backend, raster=raster,
-                                 compare=compare, samples=samples, style=style, seed=seed, max_pixels=max_pixels,
-                                 chroma=chroma, precision=precision)
-            summary = run_archive(files, work_spec, ArchiveOptions(
+            run_archive_job(files, WorkSpec(
+                out_dir=out, model=model, device=device, backend=backend, raster=raster, compare=compare,
+                samples=samples, style=style, seed=seed, max_pixels=max_pixels, chroma=chroma,
+                precision=precision), ArchiveOptions(
                 engine=engine, ray_address=ray_address, workers=workers, worker_gpus=worker_gpus,
-                consistent=consistent, group_by=group_by, progress=not quiet),
-                warn=lambda m: typer.echo(m, err=True))
-            for line in summary.lines():
-                typer.echo(line, err=line.startswith("failed"))
-            if summary.failed:
-                raise typer.Exit(1)
+                consistent=consistent, group_by=group_by, progress=not quiet))
             return
         colorizer = load_colorizer(model, device, backend, chroma, precision)
         colorizer.check_reference(spec)
@@ -172,6 +161,30 @@ def colorize(
         raise typer.Exit(1)
     if backend == "auto":
         typer.echo(f"backend: {colorizer.backend}", err=True)
+
+
+def reference_spec(reference: Path | None, wmts: str | None, layer: str | None, strength: float,
+                   zoom: str | None, out: Path):
+    """``colorize``'s colour reference: a file or a map service (not both), or None."""
+    if reference is None and wmts is None:
+        return None
+    if reference is not None and wmts is not None:
+        raise AerocolorError("give one reference: --reference FILE or --reference-wmts URL, not both")
+    from .infer.reference import ReferenceSpec
+
+    return ReferenceSpec(reference, wmts, layer, strength, zoom, out / ".reference_tiles",
+                         warn=lambda m: typer.echo(f"warning: {m}", err=True))
+
+
+def run_archive_job(files: list[Path], work_spec, options) -> None:
+    """``colorize`` as an archive job (manifest, resume, mosaic, STAC); exit 1 if any input failed."""
+    from .archive import run_archive
+
+    summary = run_archive(files, work_spec, options, warn=lambda m: typer.echo(m, err=True))
+    for line in summary.lines():
+        typer.echo(line, err=line.startswith("failed"))
+    if summary.failed:
+        raise typer.Exit(1)
 
 
 @app.command()

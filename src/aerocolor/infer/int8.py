@@ -38,24 +38,33 @@ def bundled_int8_path() -> Path:
     return Path(str(resources.files("aerocolor") / "models" / "default_int8.onnx"))
 
 
+def per_file_version(fn):
+    """``fn(path)`` computed once per file version (resolved path, size, modification time): one
+    ``--backend auto`` load asks for the same file's digest several times."""
+    cached = functools.lru_cache(maxsize=16)(lambda path, size, mtime_ns: fn(path))
+
+    @functools.wraps(fn)
+    def once(path: str | Path):
+        resolved = Path(path).resolve()
+        st = resolved.stat()
+        return cached(str(resolved), st.st_size, st.st_mtime_ns)
+
+    once.cache_clear = cached.cache_clear
+    return once
+
+
+@per_file_version
 def file_digest(path: str | Path) -> str:
-    """SHA-256 of a file, hashed once per file version (path, size, modification time): one
-    ``--backend auto`` load asks for the checkpoint's several times."""
-    st = Path(path).stat()
-    return _digest(str(Path(path).resolve()), st.st_size, st.st_mtime_ns)
-
-
-@functools.lru_cache(maxsize=16)
-def _digest(path: str, size: int, mtime_ns: int) -> str:
+    """SHA-256 of a file."""
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
-@functools.lru_cache(maxsize=4)
-def _source_digest(path: str, size: int, mtime_ns: int) -> str | None:
-    """The ``int8_of`` metadata of an int8 model file, read once per file version."""
+@per_file_version
+def source_digest_of(path: str | Path) -> str | None:
+    """The ``int8_of`` metadata of an int8 model file: the digest of the checkpoint it was made from."""
     import onnx
 
-    return {p.key: p.value for p in onnx.load(path, load_external_data=False).metadata_props}.get(SOURCE_KEY)
+    return {p.key: p.value for p in onnx.load(str(path), load_external_data=False).metadata_props}.get(SOURCE_KEY)
 
 
 def block_convs(model) -> list[str]:
@@ -143,5 +152,4 @@ def int8_model_for(checkpoint: Path) -> Path | None:
     path = bundled_int8_path()
     if not path.is_file():
         return None
-    st = path.stat()
-    return path if _source_digest(str(path), st.st_size, st.st_mtime_ns) == file_digest(checkpoint) else None
+    return path if source_digest_of(path) == file_digest(checkpoint) else None

@@ -58,12 +58,17 @@ def torch_colorizer(method: Method, config: Config, device: str | torch.device =
     return colorizer
 
 
+def is_onnx_file(path: str | Path | None) -> bool:
+    """Whether ``path`` names an ONNX model (by its suffix)."""
+    return path is not None and Path(path).suffix.lower() == ".onnx"
+
+
 def onnx_colorizer(path: Path, device: str = "auto") -> Colorizer:
     """A colorizer running an ``.onnx`` file, or a checkpoint exported to ONNX in memory."""
     from .onnx import OnnxGenerator, export_onnx  # onnxruntime is needed only here
 
     dev = pick_device(device)
-    if path.suffix.lower() == ".onnx":
+    if is_onnx_file(path):
         gen = OnnxGenerator(str(path), dev, str(path))
     else:
         method, config = load_method(path)
@@ -104,7 +109,7 @@ def _load_colorizer(path: str | Path | None, device: str, backend: str | None, p
             "(aerocolor colorize -m CKPT ...)")
     if backend not in (None, "auto", *BACKENDS):
         raise CheckpointError(f"unknown backend {backend!r}: choose torch, onnx, int8 or auto")
-    is_onnx = path.suffix.lower() == ".onnx"
+    is_onnx = is_onnx_file(path)
     if is_onnx and backend in ("torch", "int8"):
         raise CheckpointError(f"{path}: an ONNX model runs with --backend onnx (an int8 one too), not {backend}")
     if is_onnx or backend == "onnx":
@@ -137,8 +142,7 @@ def check_precision(precision: str, backend: str | None, path: str | Path | None
     (an ``.onnx`` file or ``--backend onnx`` runs float32 in onnxruntime)."""
     if precision != "auto" and precision not in PRECISIONS:
         raise ConfigError(f"--precision {precision}: choose auto, {', '.join(PRECISIONS)}")
-    is_onnx = path is not None and Path(path).suffix.lower() == ".onnx"
-    if precision != "auto" and (backend in ("onnx", "int8") or is_onnx):
+    if precision != "auto" and (backend in ("onnx", "int8") or is_onnx_file(path)):
         raise ConfigError(f"--precision {precision} applies to the torch backend; onnxruntime runs float32 "
                           "(use --backend torch with a checkpoint, or leave --precision auto)")
 
