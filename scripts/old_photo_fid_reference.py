@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from aerocolor.color import lab_to_rgb, lightness_from_gray, rgb_to_lab, to_tensor
+from aerocolor.color import net_target, rgb_from_output, to_numpy, to_tensor
 from aerocolor.data.ageing import Ageing, age_image
 from aerocolor.fid import fid_features, frechet_distance
 from aerocolor.imageio import as_rgb, list_images, read_image
@@ -34,12 +34,9 @@ FILM = Ageing(dust=0, scratches=0, jpeg=0.2, seed=5)
 def film_like(photo: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
     """(colour with aged lightness and its own a*b*, the aged gray alone) of an RGB photo."""
     rgb = as_rgb(photo)
-    rgb = rgb.astype(np.float32) / 255 if rgb.dtype == np.uint8 else rgb.astype(np.float32)
     gray = age_image(rgb, rng, FILM)
-    lab = rgb_to_lab(to_tensor(rgb))
-    lightness = lightness_from_gray(torch.from_numpy(gray)[None, None])
-    colour = lab_to_rgb(torch.cat([lightness, lab[:, 1:]], 1))[0].permute(1, 2, 0).numpy()
-    return colour, gray
+    colour = rgb_from_output(net_target(to_tensor(rgb), "lab"), to_tensor(gray), "lab")
+    return to_numpy(colour), gray
 
 
 def main() -> None:

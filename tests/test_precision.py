@@ -109,10 +109,8 @@ def test_cli_raster_on_a_bf16_cpu_runs_bf16_and_matches_float32(cpu_bf16_as, sha
     """The path a user on a CPU with native bfloat16 gets by default: ``colorize`` of a GeoTIFF,
     streamed in tiles, auto precision. Same georeference, colours within bfloat16's rounding."""
     import rasterio
+    from cli_helpers import run_cli
     from rasterio.transform import from_origin
-    from typer.testing import CliRunner
-
-    from aerocolor.cli import app
 
     gray = (to_gray(read_image(sorted((shared_data / "color/val/maps").glob("*.jpg"))[2]))[:320, :448] * 255)
     src = tmp_path / "scan.tif"
@@ -125,9 +123,8 @@ def test_cli_raster_on_a_bf16_cpu_runs_bf16_and_matches_float32(cpu_bf16_as, sha
     for name, native, extra in runs:
         cpu_bf16_as(native)
         out = tmp_path / name
-        result = CliRunner().invoke(app, ["colorize", str(src), "-o", str(out), "--backend", "torch",
-                                          "--tile", "256", "--overlap", "32", "-q", *extra],
-                                    catch_exceptions=False)
+        result = run_cli("colorize", src, "-o", out, "--backend", "torch", "--tile", 256, "--overlap", 32, "-q",
+                         *extra)
         assert result.exit_code == 0, result.output
         with rasterio.open(next(out.glob("*.tif"))) as ds:
             assert ds.crs == profile["crs"] and ds.transform == profile["transform"] and ds.count == 3
